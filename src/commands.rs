@@ -1,0 +1,205 @@
+//! The command line's work, one function per subcommand, each returning the
+//! process exit code (0 success, 1 runtime failure, 2 bad usage or
+//! configuration) after printing what a person needs.
+//!
+//! `main.rs` parses arguments and calls these; nothing here parses
+//! arguments or starts anything but what the command names.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use crate::config::{Config, Env};
+use crate::rules::{BodyView, RequestView};
+use crate::server;
+use crate::tls::Ca;
+
+pub const OK: u8 = 0;
+pub const FAILURE: u8 = 1;
+pub const USAGE: u8 = 2;
+
+/// Reads the configuration or explains why not (exit 2).
+pub fn load_config(path: Option<&Path>) -> Result<Config, u8> {
+    Config::load(path, &Env::from_process()).map_err(|errors| {
+        eprintln!("airlock: the configuration could not be loaded:\n{errors}");
+        USAGE
+    })
+}
+
+/// `airlock run`.
+pub fn run(config: Config) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("airlock: cannot start the runtime: {e}");
+            return FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => OK,
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// `airlock ca init`: creates the CA in `dir` unless it is there already.
+pub fn ca_init(dir: &Path) -> u8 {
+    match Ca::load_or_create(dir) {
+        Ok((_, true)) => {
+            println!(
+                "created {} and {} (private, mode 0600)",
+                dir.join(crate::tls::ca::CERT_FILE).display(),
+                dir.join(crate::tls::ca::KEY_FILE).display()
+            );
+            OK
+        }
+        Ok((_, false)) => {
+            println!(
+                "{} already holds an airlock CA; left as it is",
+                dir.display()
+            );
+            OK
+        }
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            USAGE
+        }
+    }
+}
+
+/// `airlock ca bundle`: the system roots plus the airlock CA, for
+/// `SSL_CERT_FILE`, written to `out` or standard output.
+pub fn ca_bundle(config: &Config, out: Option<&Path>) -> u8 {
+    let ca = match Ca::load_or_create(&config.tls.ca_dir) {
+        Ok((ca, _)) => ca,
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            return USAGE;
+        }
+    };
+    let mut bundle = String::new();
+    for root in crate::upstream::system_roots_pem() {
+        bundle.push_str(&root);
+    }
+    bundle.push_str("# airlock local CA\n");
+    bundle.push_str(ca.cert_pem());
+    let written = match out {
+        Some(path) => std::fs::write(path, &bundle).map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::stdout()
+            .write_all(bundle.as_bytes())
+            .map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(()) => {
+            if let Some(path) = out {
+                eprintln!("wrote {}", path.display());
+            }
+            OK
+        }
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            FAILURE
+        }
+    }
+}
+
+/// `airlock rules check`: the classification table, or every error.
+pub fn rules_check(config: &Config) -> u8 {
+    match server::load_rules(config) {
+        Ok(rules) => {
+            print!("{}", rules.classification_table());
+            println!(
+                "{} rules from {}",
+                rules.rules().len(),
+                config.rules.dir.display()
+            );
+            OK
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("airlock: {} error(s) in the rules", errors.len());
+            USAGE
+        }
+    }
+}
+
+/// `airlock explain METHOD URL`: which rule matches and why.
+pub fn explain(
+    config: &Config,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    body: Option<&PathBuf>,
+) -> u8 {
+    let rules = match server::load_rules(config) {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return USAGE;
+        }
+    };
+    let uri: Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("airlock: {url:?} is not a URL: {e}");
+            return USAGE;
+        }
+    };
+    let Some(host) = uri.host() else {
+        eprintln!("airlock: {url:?} needs a scheme and host, as in https://api.example.com/v1/x");
+        return USAGE;
+    };
+    let mut map = HeaderMap::new();
+    for h in headers {
+        let Some((k, v)) = h.split_once(':') else {
+            eprintln!("airlock: header {h:?} is not 'Name: value'");
+            return USAGE;
+        };
+        match (
+            HeaderName::from_bytes(k.trim().as_bytes()),
+            HeaderValue::from_str(v.trim()),
+        ) {
+            (Ok(k), Ok(v)) => {
+                map.append(k, v);
+            }
+            _ => {
+                eprintln!("airlock: header {h:?} is not a valid header");
+                return USAGE;
+            }
+        }
+    }
+    let body_bytes = match body {
+        Some(path) => match std::fs::read(path) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("airlock: {}: {e}", path.display());
+                return USAGE;
+            }
+        },
+        None => None,
+    };
+    let method = method.to_ascii_uppercase();
+    let view = RequestView {
+        method: &method,
+        host,
+        path: uri.path(),
+        query: uri.query(),
+        headers: &map,
+    };
+    let body = match &body_bytes {
+        Some(b) => BodyView::Read(b),
+        None => BodyView::Unread,
+    };
+    print!("{}", rules.explain(&view, body));
+    OK
+}

@@ -1,0 +1,1080 @@
+//! Configuration: `airlock.toml` as SPEC describes it, embedded defaults, and
+//! `AIRLOCK_<SECTION>_<KEY>` environment overrides.
+//!
+//! Raw serde structs (`deny_unknown_fields`, values kept `Spanned`) are read
+//! first, then every setting is validated where it came from, so an error can
+//! name the file, line, column and key, or the environment variable. All errors
+//! are collected, not just the first. This module never reads the process
+//! environment itself (callers hand in an [`Env`]) and never opens sockets or
+//! files other than the configuration file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::StatusCode;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::rules::{Action, Location};
+use crate::window::{Window, parse_duration};
+
+/// The prefix of every environment override.
+const ENV_PREFIX: &str = "AIRLOCK_";
+
+/// A fully validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; `None` for embedded defaults.
+    pub source: Option<PathBuf>,
+    pub proxy: ProxyConfig,
+    pub review: ReviewConfig,
+    pub store: StoreConfig,
+    pub tls: TlsConfig,
+    pub rules: RulesConfig,
+    pub defaults: Defaults,
+    pub business_hours: BusinessHours,
+    pub reviewers: Vec<Reviewer>,
+    pub notify: Vec<NotifySink>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    /// Largest body airlock will buffer to inspect or hold; larger gets 413.
+    pub max_body: u64,
+    /// Extra PEM root files trusted for upstream TLS, beside the system roots.
+    pub upstream_ca: Vec<PathBuf>,
+    /// Static name → address overrides for upstream connections (like
+    /// /etc/hosts): split-horizon setups, local fakes of real APIs, tests.
+    pub hosts: BTreeMap<String, IpAddr>,
+    /// How long an upstream TCP connect may take.
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReviewConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub ca_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub unmatched: Action,
+    pub window: Window,
+    pub held_status: StatusCode,
+}
+
+#[derive(Debug, Clone)]
+pub struct BusinessHours {
+    pub timezone: String,
+    /// Working days, Monday = 0.
+    pub days: Vec<u8>,
+    /// Minutes after midnight.
+    pub start: u16,
+    pub end: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reviewer {
+    pub name: String,
+    pub token_sha256: [u8; 32],
+    pub admin: bool,
+    pub notify: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    Json,
+    Slack,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifySink {
+    pub url: String,
+    pub format: NotifyFormat,
+    pub events: Vec<String>,
+    pub secret: Option<String>,
+}
+
+/// The notification events a sink may subscribe to.
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "held",
+    "escalated",
+    "decided",
+    "expired",
+    "released",
+    "failed",
+];
+
+/// The environment as seen by the configuration: a snapshot, so tests can
+/// hand in their own instead of mutating the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    /// The `AIRLOCK_*` variables of this process.
+    pub fn from_process() -> Env {
+        Env::from_pairs(std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)))
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Where a bad setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(Location),
+    Env(String),
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub origin: Origin,
+    /// `[section] key`, or empty when the error is not about one key.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Origin::File(loc) => write!(f, "{loc}: ")?,
+            Origin::Env(var) => write!(f, "environment variable {var}: ")?,
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All the errors found in one configuration, one per line when printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---- raw file structure -------------------------------------------------
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default)]
+    review: RawReview,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    rules: RawRules,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    business_hours: RawBusinessHours,
+    #[serde(default)]
+    reviewer: Vec<Spanned<RawReviewer>>,
+    #[serde(default)]
+    notify: Vec<Spanned<RawNotify>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    listen: S<String>,
+    max_body: S<String>,
+    upstream_ca: S<Vec<String>>,
+    hosts: S<BTreeMap<String, String>>,
+    connect_timeout: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    listen: S<String>,
+    public_url: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_dir: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    dir: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    unmatched: S<String>,
+    window: S<String>,
+    held_status: S<u16>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBusinessHours {
+    timezone: S<String>,
+    days: S<Vec<String>>,
+    start: S<String>,
+    end: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReviewer {
+    name: Spanned<String>,
+    token_sha256: Spanned<String>,
+    #[serde(default)]
+    admin: bool,
+    notify: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: Spanned<String>,
+    format: S<String>,
+    events: S<Vec<String>>,
+    secret: S<String>,
+}
+
+/// A value type an environment variable can carry.
+trait FromEnv: Sized {
+    fn from_env(text: &str) -> Result<Self, String>;
+}
+
+impl FromEnv for String {
+    fn from_env(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+impl FromEnv for u16 {
+    fn from_env(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("expected a whole number, got {text:?}"))
+    }
+}
+
+/// Validates settings one by one, remembering where each came from.
+struct Builder<'a> {
+    file: &'a str,
+    text: &'a str,
+    env: &'a Env,
+    /// Every `AIRLOCK_<SECTION>_<KEY>` name that is a real setting.
+    known_env: Vec<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Builder<'_> {
+    fn location(&self, span: std::ops::Range<usize>) -> Location {
+        let (line, column) = line_column(self.text, span.start);
+        Location {
+            file: self.file.to_owned(),
+            line,
+            column,
+        }
+    }
+
+    fn file_error(&mut self, span: std::ops::Range<usize>, key: String, message: String) {
+        let origin = Origin::File(self.location(span));
+        self.errors.push(ConfigError {
+            origin,
+            key,
+            message,
+        });
+    }
+
+    /// One scalar setting of a single section: the environment wins over
+    /// the file, the file over the default. A bad value is recorded and the
+    /// default returned so that every error is reported in one go.
+    fn scalar<R: FromEnv, T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        raw: S<R>,
+        default: T,
+        parse: impl Fn(R) -> Result<T, String>,
+    ) -> T {
+        let var = format!("{ENV_PREFIX}{}_{}", section, key).to_ascii_uppercase();
+        let key_path = format!("[{section}] {key}");
+        let from_env = self.env.get(&var).map(str::to_owned);
+        self.known_env.push(var.clone());
+        if let Some(text) = from_env {
+            return match R::from_env(&text).and_then(&parse) {
+                Ok(v) => v,
+                Err(message) => {
+                    self.errors.push(ConfigError {
+                        origin: Origin::Env(var),
+                        key: key_path,
+                        message,
+                    });
+                    default
+                }
+            };
+        }
+        match raw {
+            None => default,
+            Some(spanned) => {
+                let span = spanned.span();
+                match parse(spanned.into_inner()) {
+                    Ok(v) => v,
+                    Err(message) => {
+                        self.file_error(span, key_path, message);
+                        default
+                    }
+                }
+            }
+        }
+    }
+
+    /// A list setting: file only (the environment carries scalars).
+    fn list<T>(
+        &mut self,
+        section: &str,
+        key: &str,
+        raw: S<Vec<String>>,
+        default: Vec<T>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
+        let Some(spanned) = raw else { return default };
+        let span = spanned.span();
+        let mut out = Vec::new();
+        for item in spanned.into_inner() {
+            match parse(&item) {
+                Ok(v) => out.push(v),
+                Err(message) => {
+                    self.file_error(span.clone(), format!("[{section}] {key}"), message);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Config {
+    /// The embedded defaults with environment overrides applied.
+    pub fn defaults(env: &Env) -> Result<Config, ConfigErrors> {
+        Config::parse("<embedded defaults>", "", env)
+    }
+
+    /// Reads `path` (or, when `None`, `AIRLOCK_CONFIG`, or else the embedded
+    /// defaults) and applies environment overrides.
+    pub fn load(path: Option<&Path>, env: &Env) -> Result<Config, ConfigErrors> {
+        let path: Option<PathBuf> = path
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("AIRLOCK_CONFIG").map(PathBuf::from));
+        let Some(path) = path else {
+            return Config::defaults(env);
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                origin: Origin::File(Location {
+                    file: shown.clone(),
+                    line: 0,
+                    column: 0,
+                }),
+                key: String::new(),
+                message: format!("cannot read configuration: {e}"),
+            }])
+        })?;
+        let mut config = Config::parse(&shown, &text, env)?;
+        config.source = Some(path);
+        Ok(config)
+    }
+
+    /// Parses configuration text; `file` is the name errors print.
+    pub fn parse(file: &str, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let (line, column) = line_column(text, span.start);
+                return Err(ConfigErrors(vec![ConfigError {
+                    origin: Origin::File(Location {
+                        file: file.to_owned(),
+                        line,
+                        column,
+                    }),
+                    key: enclosing_section(text, span.start),
+                    message: e.message().trim().to_owned(),
+                }]));
+            }
+        };
+        let mut b = Builder {
+            file,
+            text,
+            env,
+            known_env: vec!["AIRLOCK_CONFIG".to_owned()],
+            errors: Vec::new(),
+        };
+        let config = build(&mut b, raw);
+        check_unknown_env(&mut b);
+        if b.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(b.errors))
+        }
+    }
+}
+
+fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
+    let p = raw.proxy;
+    let proxy = ProxyConfig {
+        listen: b.scalar(
+            "proxy",
+            "listen",
+            p.listen,
+            SocketAddr::from(([127, 0, 0, 1], 3128)),
+            parse_addr,
+        ),
+        max_body: b.scalar(
+            "proxy",
+            "max_body",
+            p.max_body,
+            10 * 1024 * 1024,
+            |s: String| parse_size(&s),
+        ),
+        upstream_ca: b.list("proxy", "upstream_ca", p.upstream_ca, Vec::new(), |s| {
+            Ok(PathBuf::from(s))
+        }),
+        hosts: {
+            let mut hosts = BTreeMap::new();
+            if let Some(spanned) = p.hosts {
+                let span = spanned.span();
+                for (name, ip) in spanned.into_inner() {
+                    match ip.parse::<IpAddr>() {
+                        Ok(ip) => {
+                            hosts.insert(name.to_ascii_lowercase(), ip);
+                        }
+                        Err(_) => b.file_error(
+                            span.clone(),
+                            "[proxy] hosts".into(),
+                            format!("{name:?}: {ip:?} is not an IP address"),
+                        ),
+                    }
+                }
+            }
+            hosts
+        },
+        connect_timeout: b.scalar(
+            "proxy",
+            "connect_timeout",
+            p.connect_timeout,
+            Duration::from_secs(10),
+            |s: String| parse_duration(&s),
+        ),
+    };
+    let r = raw.review;
+    let review_listen = b.scalar(
+        "review",
+        "listen",
+        r.listen,
+        SocketAddr::from(([127, 0, 0, 1], 3129)),
+        parse_addr,
+    );
+    let review = ReviewConfig {
+        listen: review_listen,
+        public_url: b.scalar(
+            "review",
+            "public_url",
+            r.public_url,
+            format!("http://{review_listen}"),
+            |s: String| {
+                if s.starts_with("http://") || s.starts_with("https://") {
+                    Ok(s.trim_end_matches('/').to_owned())
+                } else {
+                    Err(format!("{s:?} must start with http:// or https://"))
+                }
+            },
+        ),
+    };
+    let store = StoreConfig {
+        path: b.scalar(
+            "store",
+            "path",
+            raw.store.path,
+            PathBuf::from("./airlock-data"),
+            non_empty_path,
+        ),
+    };
+    let tls = TlsConfig {
+        ca_dir: b.scalar(
+            "tls",
+            "ca_dir",
+            raw.tls.ca_dir,
+            PathBuf::from("./certs"),
+            non_empty_path,
+        ),
+    };
+    let rules = RulesConfig {
+        dir: b.scalar(
+            "rules",
+            "dir",
+            raw.rules.dir,
+            PathBuf::from("./rules"),
+            non_empty_path,
+        ),
+    };
+    let d = raw.defaults;
+    let defaults = Defaults {
+        unmatched: b.scalar(
+            "defaults",
+            "unmatched",
+            d.unmatched,
+            Action::Review,
+            |s: String| {
+                Action::parse(&s)
+                    .ok_or_else(|| format!("{s:?} is not an action: use automatic, review or deny"))
+            },
+        ),
+        window: b.scalar(
+            "defaults",
+            "window",
+            d.window,
+            Window::Fixed(Duration::from_secs(4 * 3600)),
+            |s: String| Window::parse(&s),
+        ),
+        held_status: b.scalar(
+            "defaults",
+            "held_status",
+            d.held_status,
+            StatusCode::FORBIDDEN,
+            |n: u16| match StatusCode::from_u16(n) {
+                Ok(code) if (200..=599).contains(&n) => Ok(code),
+                _ => Err(format!("{n} is not an HTTP status from 200 to 599")),
+            },
+        ),
+    };
+    let h = raw.business_hours;
+    let start = b.scalar("business_hours", "start", h.start, 9 * 60, |s: String| {
+        parse_clock(&s)
+    });
+    let end = b.scalar("business_hours", "end", h.end, 17 * 60, |s: String| {
+        parse_clock(&s)
+    });
+    if start >= end {
+        b.errors.push(ConfigError {
+            origin: Origin::File(Location {
+                file: b.file.to_owned(),
+                line: 0,
+                column: 0,
+            }),
+            key: "[business_hours]".into(),
+            message: "start must be before end".into(),
+        });
+    }
+    let business_hours = BusinessHours {
+        timezone: b.scalar(
+            "business_hours",
+            "timezone",
+            h.timezone,
+            "UTC".to_owned(),
+            |s: String| {
+                if s.is_empty() {
+                    Err("an IANA time-zone name is needed, such as \"Europe/Paris\"".into())
+                } else {
+                    Ok(s)
+                }
+            },
+        ),
+        days: b.list(
+            "business_hours",
+            "days",
+            h.days,
+            vec![0, 1, 2, 3, 4],
+            parse_weekday,
+        ),
+        start,
+        end,
+    };
+    let reviewers = raw
+        .reviewer
+        .into_iter()
+        .filter_map(|r| build_reviewer(b, r))
+        .collect::<Vec<_>>();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut dupes = Vec::new();
+    for r in &reviewers {
+        if seen.contains(&r.name.as_str()) {
+            dupes.push(r.name.clone());
+        }
+        seen.push(&r.name);
+    }
+    for name in dupes {
+        b.errors.push(ConfigError {
+            origin: Origin::File(Location {
+                file: b.file.to_owned(),
+                line: 0,
+                column: 0,
+            }),
+            key: "[[reviewer]] name".into(),
+            message: format!("reviewer {name:?} is listed twice"),
+        });
+    }
+    let notify = raw
+        .notify
+        .into_iter()
+        .filter_map(|n| build_notify(b, n))
+        .collect();
+    Config {
+        source: None,
+        proxy,
+        review,
+        store,
+        tls,
+        rules,
+        defaults,
+        business_hours,
+        reviewers,
+        notify,
+    }
+}
+
+fn build_reviewer(b: &mut Builder<'_>, raw: Spanned<RawReviewer>) -> Option<Reviewer> {
+    let raw = raw.into_inner();
+    let name_span = raw.name.span();
+    let name = raw.name.into_inner();
+    if name.is_empty() {
+        b.file_error(
+            name_span,
+            "[[reviewer]] name".into(),
+            "a reviewer needs a name".into(),
+        );
+        return None;
+    }
+    let token_span = raw.token_sha256.span();
+    let Some(token_sha256) = parse_sha256_hex(raw.token_sha256.get_ref()) else {
+        b.file_error(
+            token_span,
+            "[[reviewer]] token_sha256".into(),
+            format!(
+                "reviewer {name:?}: expected 64 hexadecimal characters (the SHA-256 of the token)"
+            ),
+        );
+        return None;
+    };
+    let notify = match raw.notify {
+        Some(url) => {
+            let span = url.span();
+            match parse_url(url.into_inner()) {
+                Ok(u) => Some(u),
+                Err(message) => {
+                    b.file_error(span, "[[reviewer]] notify".into(), message);
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Some(Reviewer {
+        name,
+        token_sha256,
+        admin: raw.admin,
+        notify,
+    })
+}
+
+fn build_notify(b: &mut Builder<'_>, raw: Spanned<RawNotify>) -> Option<NotifySink> {
+    let raw = raw.into_inner();
+    let url_span = raw.url.span();
+    let url = match parse_url(raw.url.into_inner()) {
+        Ok(u) => u,
+        Err(message) => {
+            b.file_error(url_span, "[[notify]] url".into(), message);
+            return None;
+        }
+    };
+    let format = match raw.format {
+        None => NotifyFormat::Json,
+        Some(f) => match f.get_ref().as_str() {
+            "json" => NotifyFormat::Json,
+            "slack" => NotifyFormat::Slack,
+            other => {
+                b.file_error(
+                    f.span(),
+                    "[[notify]] format".into(),
+                    format!("{other:?} is not a format: use json or slack"),
+                );
+                return None;
+            }
+        },
+    };
+    let events = b.list(
+        "notify",
+        "events",
+        raw.events,
+        NOTIFY_EVENTS.iter().map(|s| (*s).to_owned()).collect(),
+        |e| {
+            if NOTIFY_EVENTS.contains(&e) {
+                Ok(e.to_owned())
+            } else {
+                Err(format!(
+                    "{e:?} is not an event: use {}",
+                    NOTIFY_EVENTS.join(", ")
+                ))
+            }
+        },
+    );
+    Some(NotifySink {
+        url,
+        format,
+        events,
+        secret: raw.secret.map(Spanned::into_inner),
+    })
+}
+
+/// An `AIRLOCK_<SECTION>_*` variable for a known section that names no
+/// setting is a typo: refuse it rather than run with the default. Variables
+/// for unknown sections are left alone, since Kubernetes injects
+/// `AIRLOCK_SERVICE_HOST` and the like for a Service named `airlock`.
+fn check_unknown_env(b: &mut Builder<'_>) {
+    const SECTIONS: &[&str] = &[
+        "PROXY",
+        "REVIEW",
+        "STORE",
+        "TLS",
+        "RULES",
+        "DEFAULTS",
+        "BUSINESS_HOURS",
+    ];
+    for (name, _) in &b.env.vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if b.known_env.iter().any(|k| k == name) {
+            continue;
+        }
+        // BUSINESS_HOURS must be tried before a shorter section could claim it.
+        let section = SECTIONS
+            .iter()
+            .filter(|s| rest.starts_with(&format!("{s}_")))
+            .max_by_key(|s| s.len());
+        if let Some(section) = section {
+            let mut names: Vec<&str> = b
+                .known_env
+                .iter()
+                .filter(|k| k.starts_with(&format!("{ENV_PREFIX}{section}_")))
+                .map(String::as_str)
+                .collect();
+            names.sort_unstable();
+            b.errors.push(ConfigError {
+                origin: Origin::Env(name.clone()),
+                key: String::new(),
+                message: format!(
+                    "no such setting; the [{}] overrides are {}",
+                    section.to_ascii_lowercase(),
+                    names.join(", ")
+                ),
+            });
+        }
+    }
+}
+
+// ---- value parsers --------------------------------------------------------
+
+fn parse_addr(s: String) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address:port such as \"127.0.0.1:3128\""))
+}
+
+fn non_empty_path(s: String) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        Err("a path is needed".into())
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+fn parse_url(s: String) -> Result<String, String> {
+    if (s.starts_with("http://") || s.starts_with("https://")) && s.parse::<http::Uri>().is_ok() {
+        Ok(s)
+    } else {
+        Err(format!("{s:?} is not an http:// or https:// URL"))
+    }
+}
+
+/// `10MiB`, `512KiB`, `1MB`, `4096` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as \"10MiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1024,
+        "MB" => 1000 * 1000,
+        "MiB" => 1024 * 1024,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KB, KiB, MB, MiB, GB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `HH:MM` → minutes after midnight; `24:00` is allowed as an end.
+fn parse_clock(s: &str) -> Result<u16, String> {
+    let bad = || format!("{s:?} is not a time of day such as \"09:00\"");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: u16 = h.parse().map_err(|_| bad())?;
+    let m: u16 = m.parse().map_err(|_| bad())?;
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+fn parse_weekday(s: &str) -> Result<u8, String> {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let lower = s.to_ascii_lowercase();
+    DAYS.iter()
+        .position(|d| lower == *d || (lower.len() > 3 && lower.starts_with(d)))
+        .map(|i| i as u8)
+        .ok_or_else(|| format!("{s:?} is not a weekday: use Mon, Tue, Wed, Thu, Fri, Sat, Sun"))
+}
+
+fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.trim().as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// The `[section]` header above an offset, for errors from the TOML parser,
+/// which names the key but not the table it sits in.
+fn enclosing_section(text: &str, offset: usize) -> String {
+    let before = text.get(..offset.min(text.len())).unwrap_or("");
+    before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.split('#').next().unwrap_or(l).trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse("airlock.toml", text, &Env::default())
+    }
+
+    fn only_error(text: &str, env: &Env) -> String {
+        let errs = Config::parse("airlock.toml", text, env).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        errs.to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_the_embedded_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:3128");
+        assert_eq!(c.proxy.max_body, 10 * 1024 * 1024);
+        assert_eq!(c.review.listen.to_string(), "127.0.0.1:3129");
+        assert_eq!(c.review.public_url, "http://127.0.0.1:3129");
+        assert_eq!(c.store.path, PathBuf::from("./airlock-data"));
+        assert_eq!(c.tls.ca_dir, PathBuf::from("./certs"));
+        assert_eq!(c.rules.dir, PathBuf::from("./rules"));
+        assert_eq!(c.defaults.unmatched, Action::Review);
+        assert_eq!(c.defaults.window.to_string(), "4h");
+        assert_eq!(c.defaults.held_status, StatusCode::FORBIDDEN);
+        assert_eq!(c.business_hours.days, vec![0, 1, 2, 3, 4]);
+        assert_eq!((c.business_hours.start, c.business_hours.end), (540, 1020));
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_section() {
+        let text = "[proxy]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n";
+        let msg = only_error(text, &Env::default());
+        assert!(msg.starts_with("airlock.toml:3:1: [proxy]: "), "{msg}");
+        assert!(msg.contains("listn"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_names_line_column_and_key() {
+        let text = "[defaults]\nunmatched = \"maybe\"\n";
+        let msg = only_error(text, &Env::default());
+        assert_eq!(
+            msg,
+            "airlock.toml:2:13: [defaults] unmatched: \"maybe\" is not an action: use automatic, review or deny"
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let text =
+            "[proxy]\nlisten = \"nope\"\nmax_body = \"10 parsecs\"\n[defaults]\nheld_status = 99\n";
+        let errs = parse(text).unwrap_err();
+        assert_eq!(errs.0.len(), 3, "{errs}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = Env::from_pairs([
+            ("AIRLOCK_PROXY_LISTEN", "127.0.0.1:4000"),
+            ("AIRLOCK_DEFAULTS_HELD_STATUS", "202"),
+        ]);
+        let c = Config::parse("airlock.toml", "[proxy]\nlisten = \"127.0.0.1:1\"\n", &env).unwrap();
+        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:4000");
+        assert_eq!(c.defaults.held_status, StatusCode::ACCEPTED);
+    }
+
+    #[test]
+    fn bad_environment_value_names_the_variable() {
+        let env = Env::from_pairs([("AIRLOCK_DEFAULTS_HELD_STATUS", "lots")]);
+        let msg = only_error("", &env);
+        assert!(
+            msg.starts_with(
+                "environment variable AIRLOCK_DEFAULTS_HELD_STATUS: [defaults] held_status:"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn misspelt_override_is_refused_but_foreign_variables_are_not() {
+        let env = Env::from_pairs([
+            ("AIRLOCK_PROXY_LISTN", "x"),
+            ("AIRLOCK_SERVICE_HOST", "10.0.0.1"),
+            ("AIRLOCK_PORT_3129_TCP", "tcp://10.0.0.1:3129"),
+        ]);
+        let msg = only_error("", &env);
+        assert!(msg.contains("AIRLOCK_PROXY_LISTN"), "{msg}");
+        assert!(msg.contains("AIRLOCK_PROXY_LISTEN"), "{msg}");
+    }
+
+    #[test]
+    fn sizes_clock_and_weekdays_parse() {
+        assert_eq!(parse_size("10MiB").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_size("1KB").unwrap(), 1000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("1TiB").is_err());
+        assert_eq!(parse_clock("09:30").unwrap(), 570);
+        assert_eq!(parse_clock("24:00").unwrap(), 1440);
+        assert!(parse_clock("9:30").is_err());
+        assert!(parse_clock("12:60").is_err());
+        assert_eq!(parse_weekday("Sat").unwrap(), 5);
+        assert_eq!(parse_weekday("sunday").unwrap(), 6);
+        assert!(parse_weekday("Funday").is_err());
+    }
+
+    #[test]
+    fn reviewers_and_notify_sinks_are_validated() {
+        let good = "a".repeat(64);
+        let text = format!(
+            "[[reviewer]]\nname = \"alice\"\ntoken_sha256 = \"{good}\"\nadmin = true\n\
+             [[reviewer]]\nname = \"bob\"\ntoken_sha256 = \"xyz\"\n\
+             [[notify]]\nurl = \"https://hooks.example/x\"\nformat = \"slack\"\nevents = [\"held\", \"exploded\"]\n"
+        );
+        let errs = parse(&text).unwrap_err();
+        assert_eq!(errs.0.len(), 2, "{errs}");
+        assert!(
+            errs.0[0].to_string().starts_with("airlock.toml:7:16:"),
+            "{errs}"
+        );
+        assert!(errs.0[1].to_string().contains("exploded"), "{errs}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_position() {
+        let msg = only_error("[proxy\nlisten = 1\n", &Env::default());
+        assert!(msg.starts_with("airlock.toml:1:"), "{msg}");
+    }
+}

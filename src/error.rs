@@ -1,0 +1,50 @@
+//! Errors at the proxy's boundary with agents, and the one place that maps
+//! each to the HTTP status an agent sees.
+//!
+//! Configuration and rule errors live with their modules (they are reported
+//! to a person at start-up, not to an agent); this enum is what can go wrong
+//! while serving one request. It never carries request bodies or credentials.
+
+use http::StatusCode;
+
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The agent sent something airlock cannot act on.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A body a rule must inspect is larger than `[proxy] max_body`.
+    #[error("the request body is larger than the {limit} bytes airlock inspects")]
+    BodyTooLarge { limit: u64 },
+    /// The agent's body stream broke while airlock read it.
+    #[error("reading the request body failed: {0}")]
+    ClientBody(String),
+    /// The upstream could not be reached or did not answer.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ProxyError {
+    /// The status an agent receives for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Upstream(UpstreamError::ConnectTimeout { .. }) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The `airlock` field of the JSON answer: a stable name for scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BodyTooLarge { .. } => "too_large",
+            ProxyError::ClientBody(_) => "bad_request",
+            ProxyError::Upstream(_) => "bad_gateway",
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The `airlock` command: parses arguments and hands each subcommand to
+//! `airlock::commands`. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use airlock::commands;
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "Puts a human before an AI agent's irreversible actions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (and, with the hold store, the review server).
+    Run {
+        /// Configuration file (default: $AIRLOCK_CONFIG, else embedded defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The local certificate authority.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// The rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Which rule matches a request, why, and what airlock would do.
+    Explain {
+        /// HTTP method, e.g. POST.
+        method: String,
+        /// Full URL, e.g. https://api.sendgrid.com/v3/mail/send.
+        url: String,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// A file holding the request body.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the CA (ca.pem, ca-key.pem) if it is missing.
+    Init {
+        /// Where (default: [tls] ca_dir, ./certs).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Write the system roots plus the airlock CA, for SSL_CERT_FILE.
+    Bundle {
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load and validate the rules; print the classification table.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let code = match cli.command {
+        Command::Run { config } => match commands::load_config(config.as_deref()) {
+            Ok(config) => commands::run(config),
+            Err(code) => code,
+        },
+        Command::Ca {
+            command: CaCommand::Init { dir },
+        } => match dir {
+            Some(dir) => commands::ca_init(&dir),
+            None => match commands::load_config(None) {
+                Ok(config) => commands::ca_init(&config.tls.ca_dir),
+                Err(code) => code,
+            },
+        },
+        Command::Ca {
+            command: CaCommand::Bundle { out, config },
+        } => match commands::load_config(config.as_deref()) {
+            Ok(config) => commands::ca_bundle(&config, out.as_deref()),
+            Err(code) => code,
+        },
+        Command::Rules {
+            command: RulesCommand::Check { config },
+        } => match commands::load_config(config.as_deref()) {
+            Ok(config) => commands::rules_check(&config),
+            Err(code) => code,
+        },
+        Command::Explain {
+            method,
+            url,
+            headers,
+            body,
+            config,
+        } => match commands::load_config(config.as_deref()) {
+            Ok(config) => commands::explain(&config, &method, &url, &headers, body.as_ref()),
+            Err(code) => code,
+        },
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,75 @@
+//! CONNECT: decide from the rules *before* answering. A host decided at
+//! CONNECT time is refused with a real status or tunnelled blind (dialled
+//! first, so an unreachable host gets 502, not 200 and a closed socket);
+//! every other host is intercepted so its requests can be matched.
+//!
+//! This module never answers 200 for a tunnel it could not open.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::{Authority, Scheme};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::{Proxy, Target, intercept, respond, tunnel};
+use crate::error::ProxyError;
+use crate::rules::ConnectDecision;
+use crate::upstream::Body;
+
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return respond::error(&ProxyError::BadRequest("CONNECT needs host:port".into()));
+    };
+    let Some(port) = authority.port_u16() else {
+        return respond::error(&ProxyError::BadRequest(
+            "CONNECT needs an explicit port, as in host:443".into(),
+        ));
+    };
+    let target = Target {
+        scheme: Scheme::HTTPS,
+        authority: normalise(authority),
+    };
+    let decision = proxy.rules.decide_connect(target.host());
+    match decision {
+        ConnectDecision::Refuse(rule) => {
+            tracing::info!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "CONNECT refused");
+            respond::denied(rule.map(|r| r.name.as_str()))
+        }
+        ConnectDecision::Tunnel(rule) => {
+            let upstream = match proxy.upstream.dial(target.host(), port).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, host = target.host(), error = %e, "tunnel: upstream unreachable");
+                    return respond::error(&ProxyError::Upstream(e));
+                }
+            };
+            tracing::debug!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "tunnel opened");
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let (up, down) = tunnel::run(on_upgrade, upstream, target.host()).await;
+                tracing::debug!(%peer, host = target.host(), up, down, "tunnel closed");
+            });
+            respond::connected()
+        }
+        ConnectDecision::Intercept => {
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(intercept::run(proxy, on_upgrade, Arc::new(target), peer));
+            respond::connected()
+        }
+    }
+}
+
+/// Lower-cases the host so rules, certificates and the connection pool
+/// all see one spelling.
+fn normalise(authority: Authority) -> Authority {
+    if authority.as_str().bytes().any(|b| b.is_ascii_uppercase()) {
+        Authority::try_from(authority.as_str().to_ascii_lowercase()).unwrap_or(authority)
+    } else {
+        authority
+    }
+}

@@ -1,0 +1,258 @@
+//! Forwarding one HTTP request: classify it by the rules (reading the body
+//! only when a rule needs it, and never more than `max_body`), then send it
+//! upstream with hop-by-hop headers removed both ways, streaming bodies and
+//! protocol upgrades through.
+//!
+//! A request whose verdict is not automatic is never sent from here.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::{Proxy, Target, respond};
+use crate::error::ProxyError;
+use crate::rules::{Action, BodyView, Decision, RequestView};
+use crate::upstream::Body;
+
+/// Context headers from HITL-aware agents: for the reviewer, never upstream.
+pub static AIRLOCK_TRIGGER: HeaderName = HeaderName::from_static("airlock-trigger");
+pub static AIRLOCK_AGENT: HeaderName = HeaderName::from_static("airlock-agent");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+pub async fn handle(
+    proxy: &Proxy,
+    req: Request<Incoming>,
+    target: &Target,
+    peer: SocketAddr,
+) -> Response<Body> {
+    match classify_and_send(proxy, req, target).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::info!(%peer, host = target.host(), error = %e, "request failed");
+            respond::error(&e)
+        }
+    }
+}
+
+async fn classify_and_send(
+    proxy: &Proxy,
+    mut req: Request<Incoming>,
+    target: &Target,
+) -> Result<Response<Body>, ProxyError> {
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let view = RequestView {
+        method: parts.method.as_str(),
+        host: target.host(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let (action, rule, body) = match proxy.rules.decide(&view, BodyView::Unread) {
+        Decision::NeedBody => {
+            let bytes = read_body(&parts.headers, body, proxy.max_body).await?;
+            let (action, rule) = verdict(proxy, proxy.rules.decide(&view, BodyView::Read(&bytes)));
+            (action, rule, Either::Right(Full::new(bytes)))
+        }
+        decision => {
+            let (action, rule) = verdict(proxy, decision);
+            (action, rule, Either::Left(body))
+        }
+    };
+    match action {
+        Action::Deny => return Ok(respond::denied(rule.as_deref())),
+        Action::Review => return Ok(respond::unavailable(rule.as_deref())),
+        Action::Automatic => {}
+    }
+    prepare_request(&mut parts, target, upgrade)?;
+    let upstream_req = Request::from_parts(parts, body);
+    let mut res = if upgrade {
+        proxy.upstream.send_upgrade(upstream_req).await?
+    } else {
+        proxy.upstream.send(upstream_req).await?
+    };
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut res);
+            tokio::spawn(splice_upgrade(client_upgrade, upstream_upgrade));
+            strip_hop_by_hop(res.headers_mut(), true);
+            return Ok(res.map(Either::Left));
+        }
+    }
+    strip_hop_by_hop(res.headers_mut(), false);
+    Ok(res.map(Either::Left))
+}
+
+/// The action and the name of the rule that decided it (`None`: unmatched).
+fn verdict(proxy: &Proxy, decision: Decision<'_>) -> (Action, Option<String>) {
+    match decision {
+        Decision::Matched(rule) => (rule.action, Some(rule.name.clone())),
+        // A body was read and still no rule needed more: `NeedBody` cannot
+        // repeat, but if it did, fail closed.
+        Decision::NeedBody => (Action::Review, None),
+        Decision::Unmatched => (proxy.rules.unmatched(), None),
+    }
+}
+
+/// Buffers a body a rule must inspect, refusing one over `limit` before
+/// reading it when its length is declared.
+async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(ProxyError::ClientBody(e.to_string())),
+    }
+}
+
+/// Points the request at the target and removes what must not travel on.
+fn prepare_request(parts: &mut Parts, target: &Target, upgrade: bool) -> Result<(), ProxyError> {
+    if parts.uri.scheme().is_none() || parts.uri.authority() != Some(&target.authority) {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(target.scheme.clone());
+        uri.authority = Some(target.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = Uri::from_parts(uri)
+            .map_err(|e| ProxyError::BadRequest(format!("cannot form the upstream URL: {e}")))?;
+    }
+    // The upstream client picks h2 or http/1.1 by ALPN; an h2 request
+    // version would be refused on an http/1.1 connection.
+    parts.version = Version::HTTP_11;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers, upgrade);
+    headers.remove(&AIRLOCK_TRIGGER);
+    headers.remove(&AIRLOCK_AGENT);
+    Ok(())
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): those named by
+/// `Connection`, and the fixed ones. With `upgrade`, `Upgrade` and
+/// `Connection: upgrade` stay, since they carry the upgrade itself.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(&name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(header::TE);
+    headers.remove(header::TRAILER);
+    headers.remove(header::TRANSFER_ENCODING);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// After both sides agreed to switch protocols, copy bytes between them.
+async fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade abandoned");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %e, "upgraded connection closed with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic eDp5"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("content-type", "application/json"),
+            ("authorization", "Bearer end-to-end"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["authorization", "content-type"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_upgrade_and_connection_upgrade() {
+        let mut h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "abc"),
+        ]);
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert!(h.contains_key("sec-websocket-key"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Interception: TLS termination with a leaf minted for the host, then HTTP
+//! (h2 or http/1.1, as ALPN decided) served to the agent, each request
+//! matched and handled like a plain one.
+//!
+//! The upstream is always the CONNECT target, whatever Host or SNI the agent
+//! sends inside the tunnel, so a request cannot slip past the decision made
+//! for its host. A client that refuses airlock's certificate is logged with
+//! the host name and closed; it is never sent anything in the clear.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::AlertDescription;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::{Proxy, Target, forward};
+
+pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, peer: SocketAddr) {
+    let host = target.host().to_owned();
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(%peer, %host, error = %e, "intercept: client went away before upgrade");
+            return;
+        }
+    };
+    let acceptor =
+        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+    let start = match acceptor.await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%peer, %host, error = %e, "intercept: not a TLS client hello");
+            return;
+        }
+    };
+    // Without SNI (an IP address, or an old client) the CONNECT host names the leaf.
+    let name = start
+        .client_hello()
+        .server_name()
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_else(|| host.clone());
+    let config = match proxy.leaves.server_config(&name) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%peer, %host, error = %e, "intercept: cannot mint a certificate");
+            return;
+        }
+    };
+    let tls = match start.into_stream(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            if rejected_certificate(&e) {
+                tracing::warn!(%peer, %host, "client rejected airlock's certificate (certificate pinning, or the airlock CA is not trusted); connection closed");
+            } else {
+                tracing::info!(%peer, %host, error = %e, "intercept: TLS handshake failed");
+            }
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let svc = service_fn(move |req| {
+        let proxy = proxy.clone();
+        let target = target.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(forward::handle(&proxy, req, &target, peer).await)
+        }
+    });
+    let io = TokioIo::new(tls);
+    let result = if h2 {
+        http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, svc)
+            .await
+    } else {
+        http1::Builder::new()
+            .serve_connection(io, svc)
+            .with_upgrades()
+            .await
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, %host, error = %e, "intercepted connection ended with an error");
+    }
+}
+
+/// Did the client end the handshake because it does not accept our leaf?
+fn rejected_certificate(e: &std::io::Error) -> bool {
+    let Some(inner) = e.get_ref() else {
+        return false;
+    };
+    matches!(
+        inner.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::BadCertificate
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::AccessDenied
+        ))
+    )
+}

@@ -1,0 +1,98 @@
+//! The forward proxy: one agent connection at a time, each request routed to
+//! CONNECT handling (tunnel, refuse or intercept) or to request forwarding.
+//!
+//! Data flows one way: listener → proxy → rules → (tunnel | forward | refuse).
+//! The proxy never reaches into the review server; it answers held requests
+//! itself and, once holds exist, meets the review side only in the store.
+
+pub mod connect;
+pub mod forward;
+pub mod intercept;
+pub mod respond;
+pub mod tunnel;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::uri::{Authority, Scheme};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::rules::RuleSet;
+use crate::tls::LeafCache;
+use crate::upstream::{Body, Upstream};
+
+/// Everything a connection needs, shared by all of them.
+#[derive(Debug)]
+pub struct Proxy {
+    /// The classification every request is matched against.
+    pub rules: Arc<RuleSet>,
+    pub upstream: Upstream,
+    /// Minted certificates for intercepted hosts.
+    pub leaves: LeafCache,
+    /// The most airlock buffers of a body a rule must inspect.
+    pub max_body: u64,
+}
+
+/// Where a request goes: scheme and authority (host, port) upstream.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub scheme: Scheme,
+    pub authority: Authority,
+}
+
+impl Target {
+    /// The host without port or IPv6 brackets, as rules match it.
+    pub fn host(&self) -> &str {
+        let h = self.authority.host();
+        h.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h)
+    }
+}
+
+impl Proxy {
+    /// Serves one agent connection until it closes.
+    pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let svc = service_fn(move |req| {
+            let proxy = self.clone();
+            async move { Ok::<_, Infallible>(proxy.route(req, peer).await) }
+        });
+        let conn = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "agent connection ended with an error");
+        }
+    }
+
+    async fn route(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.method() == Method::CONNECT {
+            return connect::handle(self, req, peer).await;
+        }
+        let uri = req.uri();
+        match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) if *scheme == Scheme::HTTP => {
+                let target = Target {
+                    scheme: Scheme::HTTP,
+                    authority: authority.clone(),
+                };
+                forward::handle(&self, req, &target, peer).await
+            }
+            (Some(_), Some(_)) => respond::error(&ProxyError::BadRequest(
+                "only http:// URLs are forwarded as is; use CONNECT for https://".into(),
+            )),
+            _ => respond::error(&ProxyError::BadRequest(
+                "airlock is a forward proxy: send an absolute http:// URL, or CONNECT host:port"
+                    .into(),
+            )),
+        }
+    }
+}

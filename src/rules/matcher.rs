@@ -1,0 +1,1942 @@
+//! The compiled rule set: first-match decisions for requests and CONNECT
+//! hosts, explanations, and the classification table. This module owns the
+//! matching semantics and keeps them fast enough to sit in front of every
+//! request (a thousand rules decide in well under two microseconds). It must
+//! never allocate on the per-request path of an ordinary request, never
+//! buffer or read a body itself (the caller does, when told `NeedBody`), and
+//! never change once built: reloading builds a new `RuleSet`.
+//!
+//! How a decision stays fast: each field with many patterns (host, path) is
+//! one combined [`GlobSet`] over the distinct patterns of all rules, mapped
+//! back to the rules that use them. A request's host is matched once against
+//! the host set; the rules whose host condition holds (or that have none)
+//! become a bitset, walked in rule order. Each candidate's remaining
+//! conditions are checked directly, the rare ones (query, headers, JSON)
+//! last. When many candidates share a host and keep failing on their path,
+//! the rest are pruned by the literal prefixes of their path globs (a few
+//! hash lookups), and if that is not enough, by one pass of the combined path
+//! set, so even a thousand rules on one host stay bounded.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+
+use globset::{Candidate, Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use serde_json::Value;
+
+use super::load::duplicate_names;
+use super::{Action, BodyView, ConnectDecision, Decision, Location, RequestView, Rule, RuleError};
+use crate::window::Window;
+
+/// After this many candidates failed on their own path globs, pruning the
+/// rest by literal path prefix is cheaper than going on one rule at a time.
+const PATH_MISSES_BEFORE_PREFIXES: usize = 8;
+/// After this many more, the candidates share prefixes too, and one pass of
+/// the combined path set (exact, but costlier) prunes the rest.
+const PATH_MISSES_BEFORE_GLOBSET: usize = 40;
+
+/// Longest request value quoted in an explanation, in characters.
+const EXPLAIN_VALUE_CHARS: usize = 120;
+
+/// Host globs are lower-cased here and hosts lower-cased before matching:
+/// globset's own case-insensitive mode turns every pattern into a regex,
+/// which would lose the hash lookup literal hosts get.
+pub(crate) fn host_glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(&pattern.to_ascii_lowercase())
+        .literal_separator(false)
+        .build()
+}
+
+/// `*` stays within a path segment, `**` crosses `/`.
+pub(crate) fn path_glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}
+
+/// Values (query, header, JSON) are free text: `*` matches anything,
+/// including `/`.
+pub(crate) fn value_glob(pattern: &str, case_insensitive: bool) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .case_insensitive(case_insensitive)
+        .build()
+}
+
+/// An immutable, compiled set of rules, shared as `Arc<RuleSet>`.
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    compiled: Vec<Compiled>,
+    by_name: HashMap<String, usize>,
+    unmatched: Action,
+    /// Bitset length in `u64` words: one bit per rule.
+    words: usize,
+    hosts: FieldIndex,
+    paths: FieldIndex,
+    path_prefixes: PathPrefixes,
+}
+
+/// The conditions of one rule that are checked per candidate.
+struct Compiled {
+    /// The rule's own path globs, for the common case of few candidates.
+    paths: GlobSet,
+    query: Vec<(String, GlobMatcher)>,
+    headers: Vec<(http::HeaderName, GlobMatcher)>,
+    json: Vec<(String, GlobMatcher)>,
+}
+
+/// One field's patterns over all rules, each distinct pattern compiled once.
+struct FieldIndex {
+    set: GlobSet,
+    /// For each pattern of `set`, the rules using it, ascending.
+    rules_of: Vec<Vec<usize>>,
+    /// Rules without this condition: they pass it whatever the request.
+    unconditional: Vec<u64>,
+    /// The first of those, so CONNECT needs no bitset.
+    first_unconditional: Option<usize>,
+}
+
+impl FieldIndex {
+    fn build(
+        rules: &[Rule],
+        words: usize,
+        patterns_of: impl Fn(&Rule) -> &[String],
+        compile: impl Fn(&str) -> Result<Glob, globset::Error>,
+        what: &str,
+        errors: &mut Vec<RuleError>,
+    ) -> FieldIndex {
+        let mut builder = GlobSetBuilder::new();
+        let mut slot_of: HashMap<&str, usize> = HashMap::new();
+        let mut rules_of: Vec<Vec<usize>> = Vec::new();
+        let mut unconditional = vec![0; words];
+        let mut first_unconditional = None;
+        for (i, rule) in rules.iter().enumerate() {
+            let patterns = patterns_of(rule);
+            if patterns.is_empty() {
+                set_bit(&mut unconditional, i);
+                first_unconditional.get_or_insert(i);
+            }
+            for pattern in patterns {
+                if let Some(&slot) = slot_of.get(pattern.as_str()) {
+                    // A rule may repeat a pattern; list it once.
+                    if let Some(list) = rules_of.get_mut(slot).filter(|l| l.last() != Some(&i)) {
+                        list.push(i);
+                    }
+                    continue;
+                }
+                match compile(pattern) {
+                    Ok(glob) => {
+                        builder.add(glob);
+                        slot_of.insert(pattern, rules_of.len());
+                        rules_of.push(vec![i]);
+                    }
+                    Err(e) => errors.push(compile_error(rule, what, pattern, &e)),
+                }
+            }
+        }
+        let set = builder.build().unwrap_or_else(|e| {
+            errors.push(RuleError {
+                location: rules.first().map_or_else(whole_set, |r| r.location.clone()),
+                message: format!("cannot compile the {what} globs: {e}"),
+            });
+            GlobSet::empty()
+        });
+        FieldIndex {
+            set,
+            rules_of,
+            unconditional,
+            first_unconditional,
+        }
+    }
+
+    /// Sets `into` to the rules whose condition on this field holds.
+    fn fill(&self, candidate: &Candidate<'_>, hits: &mut Vec<usize>, into: &mut [u64]) {
+        into.copy_from_slice(&self.unconditional);
+        self.set.matches_candidate_into(candidate, hits);
+        for &pattern in hits.iter() {
+            for &rule in self.rules_of.get(pattern).map_or(&[][..], Vec::as_slice) {
+                set_bit(into, rule);
+            }
+        }
+    }
+
+    /// The first rule whose condition on this field holds, if any.
+    fn first(&self, candidate: &Candidate<'_>, hits: &mut Vec<usize>) -> Option<usize> {
+        self.set.matches_candidate_into(candidate, hits);
+        // `rules_of` lists are ascending, so each list's head is its minimum.
+        hits.iter()
+            .filter_map(|&pattern| self.rules_of.get(pattern)?.first().copied())
+            .chain(self.first_unconditional)
+            .min()
+    }
+}
+
+/// A cheap, necessary (not sufficient) path condition: a path glob can only
+/// match paths that start with its literal prefix. Prefixes are cut back to
+/// their last `/`, so a request path is looked up once per `/` it contains.
+struct PathPrefixes {
+    by_prefix: HashMap<Box<str>, Vec<usize>>,
+    /// Rules without a path condition, or with a glob that has no literal
+    /// prefix (`**/send`): the prefixes cannot rule them out.
+    anywhere: Vec<u64>,
+}
+
+impl PathPrefixes {
+    fn build(rules: &[Rule], words: usize) -> PathPrefixes {
+        let mut by_prefix: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut anywhere = vec![0; words];
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.paths.is_empty() {
+                set_bit(&mut anywhere, i);
+            }
+            for pattern in &rule.paths {
+                let literal = pattern
+                    .find(['*', '?', '[', '{', '\\'])
+                    .map_or(pattern.as_str(), |meta| &pattern[..meta]);
+                match literal.rfind('/') {
+                    Some(slash) => {
+                        let list = by_prefix.entry(literal[..=slash].into()).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                    None => set_bit(&mut anywhere, i),
+                }
+            }
+        }
+        PathPrefixes {
+            by_prefix,
+            anywhere,
+        }
+    }
+
+    /// Sets `into` to the rules whose path condition may hold for `path`.
+    fn fill(&self, path: &str, into: &mut [u64]) {
+        into.copy_from_slice(&self.anywhere);
+        for (at, byte) in path.bytes().enumerate() {
+            if byte != b'/' {
+                continue;
+            }
+            let Some(rules) = path.get(..=at).and_then(|p| self.by_prefix.get(p)) else {
+                continue;
+            };
+            for &rule in rules {
+                set_bit(into, rule);
+            }
+        }
+    }
+}
+
+/// How far the candidates have been pruned by path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PathPruning {
+    None,
+    /// By literal prefix: each survivor still checks its own globs.
+    Prefixes,
+    /// By the combined path set: survivors' paths are known to match.
+    Exact,
+}
+
+fn whole_set() -> Location {
+    Location {
+        file: "(rules)".to_owned(),
+        line: 0,
+        column: 0,
+    }
+}
+
+fn compile_error(rule: &Rule, what: &str, pattern: &str, e: &globset::Error) -> RuleError {
+    RuleError {
+        location: rule.location.clone(),
+        message: format!(
+            "rule {:?}: invalid {what} glob {pattern:?}: {}",
+            rule.name,
+            e.kind()
+        ),
+    }
+}
+
+fn set_bit(bits: &mut [u64], i: usize) {
+    if let Some(word) = bits.get_mut(i / 64) {
+        *word |= 1 << (i % 64);
+    }
+}
+
+fn has_bit(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64)
+        .is_some_and(|word| word >> (i % 64) & 1 == 1)
+}
+
+/// Per-thread buffers reused across requests so that deciding allocates
+/// nothing once warm.
+#[derive(Default)]
+struct Scratch {
+    hits: Vec<usize>,
+    candidates: Vec<u64>,
+    paths: Vec<u64>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+fn with_scratch<R>(words: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let prepare = |s: &mut Scratch| {
+        s.candidates.resize(words, 0);
+        s.paths.resize(words, 0);
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            prepare(&mut scratch);
+            f(&mut scratch)
+        }
+        // Only reachable if a caller re-entered from inside a decision;
+        // correctness over speed then.
+        Err(_) => {
+            let mut scratch = Scratch::default();
+            prepare(&mut scratch);
+            f(&mut scratch)
+        }
+    })
+}
+
+/// A host as matched: ASCII lower case, one trailing dot (the fully
+/// qualified spelling) removed. Kept on the stack for ordinary hosts.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built on the stack for one decision; boxing the buffer would be the allocation it avoids"
+)]
+enum HostKey {
+    Inline([u8; 255], usize),
+    Heap(Vec<u8>),
+}
+
+impl HostKey {
+    fn new(host: &str) -> HostKey {
+        let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
+        let mut buf = [0u8; 255];
+        match buf.get_mut(..host.len()) {
+            Some(inline) => {
+                inline.copy_from_slice(host);
+                inline.make_ascii_lowercase();
+                HostKey::Inline(buf, host.len())
+            }
+            None => HostKey::Heap(host.to_ascii_lowercase()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            HostKey::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
+            HostKey::Heap(v) => v,
+        }
+    }
+}
+
+/// The path as matched. Percent-encoded unreserved characters are decoded and
+/// dot segments removed (RFC 3986 §6.2.2), because upstream servers treat
+/// `/v3/mail/sen%64` and `/x/../v3/mail/send` as `/v3/mail/send`: matching the
+/// raw spelling would let an agent step around a rule.
+fn normalize_path(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') && !path.contains("/.") {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(path);
+    Cow::Owned(remove_dot_segments(&decoded))
+}
+
+fn decode_unreserved(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        let (before, escape) = rest.split_at(at);
+        out.push_str(before);
+        let unreserved = escape
+            .get(1..3)
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|&c| c.is_ascii_alphanumeric() || b"-._~".contains(&c));
+        let (kept, skip) = match unreserved {
+            Some(c) => (char::from(c), 3),
+            None => ('%', 1),
+        };
+        out.push(kept);
+        rest = escape.get(skip..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = path.split('/').peekable();
+    let absolute = path.starts_with('/');
+    if absolute {
+        parts.next();
+    }
+    let mut trailing_slash = false;
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        match segment {
+            "." => trailing_slash = last,
+            ".." => {
+                segments.pop();
+                trailing_slash = last;
+            }
+            s => {
+                segments.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    if absolute {
+        out.push('/');
+    }
+    out.push_str(&segments.join("/"));
+    if trailing_slash && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// The body parsed as JSON at most once, and only if a rule asks.
+struct LazyJson<'b> {
+    bytes: Option<&'b [u8]>,
+    parsed: Option<Option<Value>>,
+}
+
+impl<'b> LazyJson<'b> {
+    fn new(body: BodyView<'b>) -> LazyJson<'b> {
+        let bytes = match body {
+            BodyView::Unread => None,
+            BodyView::Read(bytes) => Some(bytes),
+        };
+        LazyJson {
+            bytes,
+            parsed: None,
+        }
+    }
+
+    /// `None` when the body is unread or not JSON.
+    fn get(&mut self) -> Option<&Value> {
+        let bytes = self.bytes?;
+        self.parsed
+            .get_or_insert_with(|| serde_json::from_slice(bytes).ok())
+            .as_ref()
+    }
+}
+
+/// The text a JSON value is matched as: strings as they are, everything else
+/// as compact JSON (`42`, `true`, `null`, `["a"]`).
+fn json_text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+fn glob_matches(glob: &GlobMatcher, value: &[u8]) -> bool {
+    glob.is_match_candidate(&Candidate::from_bytes(value))
+}
+
+fn method_matches(rule: &Rule, method: &str) -> bool {
+    rule.methods.is_empty() || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+}
+
+fn query_matches(conditions: &[(String, GlobMatcher)], query: Option<&str>) -> bool {
+    conditions.iter().all(|(param, glob)| {
+        query.is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == param.as_str() && glob_matches(glob, v.as_bytes()))
+        })
+    })
+}
+
+fn headers_match(
+    conditions: &[(http::HeaderName, GlobMatcher)],
+    headers: &http::HeaderMap,
+) -> bool {
+    conditions.iter().all(|(name, glob)| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|v| glob_matches(glob, v.as_bytes()))
+    })
+}
+
+fn json_matches(conditions: &[(String, GlobMatcher)], doc: &Value) -> bool {
+    conditions.iter().all(|(pointer, glob)| {
+        doc.pointer(pointer)
+            .is_some_and(|v| glob_matches(glob, json_text(v).as_bytes()))
+    })
+}
+
+impl RuleSet {
+    /// Compiles `rules` in order; `unmatched` applies to requests no rule
+    /// matches. Names must be unique: audit and figures are keyed by them.
+    pub fn new(rules: Vec<Rule>, unmatched: Action) -> Result<RuleSet, Vec<RuleError>> {
+        let mut errors = duplicate_names(&rules);
+        let words = rules.len().div_ceil(64);
+        let hosts = FieldIndex::build(&rules, words, |r| &r.hosts, host_glob, "host", &mut errors);
+        let paths = FieldIndex::build(&rules, words, |r| &r.paths, path_glob, "path", &mut errors);
+        let path_prefixes = PathPrefixes::build(&rules, words);
+
+        let mut compiled = Vec::with_capacity(rules.len());
+        for rule in &rules {
+            let mut own_paths = GlobSetBuilder::new();
+            for pattern in &rule.paths {
+                // Errors were reported while building the path index.
+                if let Ok(glob) = path_glob(pattern) {
+                    own_paths.add(glob);
+                }
+            }
+            let paths = own_paths.build().unwrap_or_else(|e| {
+                errors.push(compile_error(rule, "path", &rule.paths.join(", "), &e));
+                GlobSet::empty()
+            });
+            let mut values = |conditions: &[(String, String)], what: &str, case_insensitive| {
+                let mut out = Vec::with_capacity(conditions.len());
+                for (key, pattern) in conditions {
+                    match value_glob(pattern, case_insensitive) {
+                        Ok(glob) => out.push((key.clone(), glob.compile_matcher())),
+                        Err(e) => errors.push(compile_error(rule, what, pattern, &e)),
+                    }
+                }
+                out
+            };
+            let query = values(&rule.query, "query", false);
+            let json = values(&rule.json, "json", false);
+            let mut headers = Vec::new();
+            for (name, glob) in values(&rule.headers, "header", true) {
+                match http::HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(name) => headers.push((name, glob)),
+                    Err(_) => errors.push(RuleError {
+                        location: rule.location.clone(),
+                        message: format!("rule {:?}: invalid header name {name:?}", rule.name),
+                    }),
+                }
+            }
+            compiled.push(Compiled {
+                paths,
+                query,
+                headers,
+                json,
+            });
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let by_name = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        Ok(RuleSet {
+            rules,
+            compiled,
+            by_name,
+            unmatched,
+            words,
+            hosts,
+            paths,
+            path_prefixes,
+        })
+    }
+
+    /// The rules in decision order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rule of that name, e.g. to show the rule of a stored hold.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.by_name.get(name).and_then(|&i| self.rules.get(i))
+    }
+
+    /// What applies when no rule matches.
+    pub fn unmatched(&self) -> Action {
+        self.unmatched
+    }
+
+    /// The first rule matching the request. With [`BodyView::Unread`], stops
+    /// with `NeedBody` at the first candidate that needs the body, so the
+    /// caller buffers only when a rule really looks inside it.
+    pub fn decide(&self, req: &RequestView<'_>, body: BodyView<'_>) -> Decision<'_> {
+        let host = HostKey::new(req.host);
+        let path = normalize_path(req.path);
+        let host_candidate = Candidate::from_bytes(host.as_bytes());
+        let path_candidate = Candidate::from_bytes(path.as_bytes());
+        let mut json = LazyJson::new(body);
+
+        with_scratch(self.words, |s| {
+            self.hosts
+                .fill(&host_candidate, &mut s.hits, &mut s.candidates);
+            let mut path_misses = 0;
+            let mut pruning = PathPruning::None;
+            for word in 0..self.words {
+                let mut bits = s.candidates.get(word).copied().unwrap_or(0);
+                while bits != 0 {
+                    let i = word * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let (Some(rule), Some(compiled)) = (self.rules.get(i), self.compiled.get(i))
+                    else {
+                        continue;
+                    };
+                    if !method_matches(rule, req.method) {
+                        continue;
+                    }
+                    if !rule.paths.is_empty() {
+                        let prune = match pruning {
+                            PathPruning::None if path_misses >= PATH_MISSES_BEFORE_PREFIXES => {
+                                self.path_prefixes.fill(&path, &mut s.paths);
+                                Some(PathPruning::Prefixes)
+                            }
+                            PathPruning::Prefixes if path_misses >= PATH_MISSES_BEFORE_GLOBSET => {
+                                self.paths.fill(&path_candidate, &mut s.hits, &mut s.paths);
+                                Some(PathPruning::Exact)
+                            }
+                            _ => None,
+                        };
+                        if let Some(level) = prune {
+                            for (c, p) in s.candidates.iter_mut().zip(&s.paths) {
+                                *c &= *p;
+                            }
+                            pruning = level;
+                            bits &= s.candidates.get(word).copied().unwrap_or(0);
+                            if !has_bit(&s.paths, i) {
+                                continue;
+                            }
+                        }
+                        if pruning != PathPruning::Exact
+                            && !compiled.paths.is_match_candidate(&path_candidate)
+                        {
+                            path_misses += 1;
+                            continue;
+                        }
+                    }
+                    if !query_matches(&compiled.query, req.query)
+                        || !headers_match(&compiled.headers, req.headers)
+                    {
+                        continue;
+                    }
+                    if !compiled.json.is_empty() {
+                        if json.bytes.is_none() {
+                            return Decision::NeedBody;
+                        }
+                        match json.get() {
+                            Some(doc) if json_matches(&compiled.json, doc) => {}
+                            _ => continue,
+                        }
+                    }
+                    return Decision::Matched(rule);
+                }
+            }
+            Decision::Unmatched
+        })
+    }
+
+    /// What to do with a CONNECT to `host` (without port), before answering
+    /// it. Only a host whose first rule looks at nothing but the host can be
+    /// tunnelled blind or refused; every other host is intercepted so its
+    /// requests can be matched.
+    pub fn decide_connect(&self, host: &str) -> ConnectDecision<'_> {
+        self.connect(host).0
+    }
+
+    /// The CONNECT decision and the rule that drove it (also for
+    /// `Intercept`, which explanations need).
+    fn connect(&self, host: &str) -> (ConnectDecision<'_>, Option<&Rule>) {
+        let key = HostKey::new(host);
+        let first = with_scratch(0, |s| {
+            self.hosts
+                .first(&Candidate::from_bytes(key.as_bytes()), &mut s.hits)
+        });
+        match first.and_then(|i| self.rules.get(i)) {
+            Some(rule) if rule.host_only() => match rule.action {
+                Action::Automatic => (ConnectDecision::Tunnel(Some(rule)), Some(rule)),
+                Action::Deny => (ConnectDecision::Refuse(Some(rule)), Some(rule)),
+                Action::Review => (ConnectDecision::Intercept, Some(rule)),
+            },
+            Some(rule) => (ConnectDecision::Intercept, Some(rule)),
+            None => match self.unmatched {
+                Action::Automatic => (ConnectDecision::Tunnel(None), None),
+                Action::Deny => (ConnectDecision::Refuse(None), None),
+                Action::Review => (ConnectDecision::Intercept, None),
+            },
+        }
+    }
+
+    /// Why a request gets the decision it gets, for `airlock explain`. Walks
+    /// every rule in order (no shortcuts) so each passed-over rule says which
+    /// condition failed.
+    pub fn explain(&self, req: &RequestView<'_>, body: BodyView<'_>) -> Explanation {
+        let host_key = HostKey::new(req.host);
+        let host = String::from_utf8_lossy(host_key.as_bytes()).into_owned();
+        let path = normalize_path(req.path);
+        let mut host_bits = vec![0; self.words];
+        let mut path_bits = vec![0; self.words];
+        let mut hits = Vec::new();
+        self.hosts.fill(
+            &Candidate::from_bytes(host_key.as_bytes()),
+            &mut hits,
+            &mut host_bits,
+        );
+        self.paths.fill(
+            &Candidate::from_bytes(path.as_bytes()),
+            &mut hits,
+            &mut path_bits,
+        );
+        let mut json = LazyJson::new(body);
+
+        let mut request = format!("{} {}{}", req.method, req.host, req.path);
+        if let Some(query) = req.query {
+            request.push('?');
+            request.push_str(query);
+        }
+        let mut explanation = Explanation {
+            request: bounded(&request).into_owned(),
+            path_note: (path != req.path).then(|| format!("path matched as {:?}", bounded(&path))),
+            passed_over: Vec::new(),
+            matched: None,
+            action: self.unmatched,
+            unmatched: self.unmatched,
+            window: None,
+            summary: None,
+            body_unread: false,
+            connect: String::new(),
+            at_connect: "",
+        };
+
+        for (i, (rule, compiled)) in self.rules.iter().zip(&self.compiled).enumerate() {
+            let facts = Facts {
+                req,
+                host: &host,
+                path: &path,
+                host_ok: has_bit(&host_bits, i),
+                path_ok: has_bit(&path_bits, i),
+            };
+            match examine(rule, compiled, &facts, &mut json) {
+                Ok(conditions) => {
+                    explanation.matched = Some(MatchedRule {
+                        name: rule.name.clone(),
+                        location: rule.location.clone(),
+                        label: rule.label.clone(),
+                        conditions,
+                    });
+                    explanation.action = rule.action;
+                    explanation.window = rule.window;
+                    explanation.summary = rule.summary.as_ref().map(|s| s.render(req, json.get()));
+                    break;
+                }
+                Err(Failure::BodyUnread(reason)) => {
+                    explanation.body_unread = true;
+                    explanation.passed_over.push((
+                        rule.name.clone(),
+                        rule.location.clone(),
+                        reason,
+                    ));
+                }
+                Err(Failure::Condition(reason)) => {
+                    explanation.passed_over.push((
+                        rule.name.clone(),
+                        rule.location.clone(),
+                        reason,
+                    ));
+                }
+            }
+        }
+
+        let (decision, rule) = self.connect(req.host);
+        let (at_connect, why) = match (decision, rule) {
+            (ConnectDecision::Tunnel(Some(r)), _) => (
+                "tunnelled blind",
+                format!(
+                    "rule {:?} is automatic and has no condition beyond host",
+                    r.name
+                ),
+            ),
+            (ConnectDecision::Refuse(Some(r)), _) => (
+                "refused",
+                format!("rule {:?} denies the host outright", r.name),
+            ),
+            (ConnectDecision::Intercept, Some(r)) if r.host_only() => (
+                "intercepted",
+                format!("rule {:?} reviews every request to this host", r.name),
+            ),
+            (ConnectDecision::Intercept, Some(r)) => (
+                "intercepted",
+                format!(
+                    "the first rule for this host, {:?}, has conditions beyond host ({})",
+                    r.name,
+                    beyond_host(r).join(", ")
+                ),
+            ),
+            (ConnectDecision::Tunnel(None), _) => (
+                "tunnelled blind",
+                "no rule names this host and unmatched is \"automatic\"".to_owned(),
+            ),
+            (ConnectDecision::Refuse(None), _) => (
+                "refused",
+                "no rule names this host and unmatched is \"deny\"".to_owned(),
+            ),
+            (ConnectDecision::Intercept, None) => (
+                "intercepted",
+                "no rule names this host and unmatched is \"review\"".to_owned(),
+            ),
+        };
+        explanation.at_connect = at_connect;
+        explanation.connect = format!("{host} is {at_connect}: {why}");
+        explanation
+    }
+
+    /// One row per rule, in decision order, for `airlock rules check`.
+    pub fn classification_table(&self) -> String {
+        let mut rows = vec![[
+            "RULE".to_owned(),
+            "ACTION".to_owned(),
+            "AT".to_owned(),
+            "MATCHES".to_owned(),
+            "WINDOW".to_owned(),
+        ]];
+        for rule in &self.rules {
+            rows.push([
+                rule.name.clone(),
+                rule.action.to_string(),
+                if rule.host_only() {
+                    "connect"
+                } else {
+                    "request"
+                }
+                .to_owned(),
+                compact_conditions(rule),
+                rule.window
+                    .map_or_else(|| "-".to_owned(), |w| w.to_string()),
+            ]);
+        }
+        let unmatched_at = match self.unmatched {
+            Action::Review => "request",
+            Action::Automatic | Action::Deny => "connect",
+        };
+        rows.push([
+            "(unmatched)".to_owned(),
+            self.unmatched.to_string(),
+            unmatched_at.to_owned(),
+            "anything else".to_owned(),
+            "-".to_owned(),
+        ]);
+
+        let mut widths = [0; 5];
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut table = String::new();
+        for row in &rows {
+            let mut line = String::new();
+            for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+                if column > 0 {
+                    line.push_str("  ");
+                }
+                let _ = write!(line, "{cell:<width$}");
+            }
+            table.push_str(line.trim_end());
+            table.push('\n');
+        }
+        table
+    }
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("unmatched", &self.unmatched)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request presents to one rule, worked out once for all rules.
+struct Facts<'a> {
+    req: &'a RequestView<'a>,
+    host: &'a str,
+    path: &'a str,
+    host_ok: bool,
+    path_ok: bool,
+}
+
+enum Failure {
+    Condition(String),
+    BodyUnread(String),
+}
+
+/// Checks one rule the way `decide` does, in the same order, saying what
+/// held (on success) or the first thing that did not.
+fn examine(
+    rule: &Rule,
+    compiled: &Compiled,
+    facts: &Facts<'_>,
+    json: &mut LazyJson<'_>,
+) -> Result<Vec<String>, Failure> {
+    let fail = |reason: String| Err(Failure::Condition(reason));
+    let mut held = Vec::new();
+    if !rule.hosts.is_empty() {
+        if !facts.host_ok {
+            return fail(format!(
+                "host {:?} does not match {:?}",
+                bounded(facts.host),
+                rule.hosts
+            ));
+        }
+        held.push(format!("host {:?} matches {:?}", facts.host, rule.hosts));
+    }
+    if !rule.methods.is_empty() {
+        let method = bounded(facts.req.method);
+        if !method_matches(rule, facts.req.method) {
+            return fail(format!(
+                "method {method:?} is not one of {:?}",
+                rule.methods
+            ));
+        }
+        held.push(format!("method {method:?} is one of {:?}", rule.methods));
+    }
+    if !rule.paths.is_empty() {
+        if !facts.path_ok {
+            return fail(format!(
+                "path {:?} does not match {:?}",
+                bounded(facts.path),
+                rule.paths
+            ));
+        }
+        held.push(format!(
+            "path {:?} matches {:?}",
+            bounded(facts.path),
+            rule.paths
+        ));
+    }
+    for ((param, glob), (_, pattern)) in compiled.query.iter().zip(&rule.query) {
+        let values: Vec<String> = facts
+            .req
+            .query
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k == param.as_str())
+                    .map(|(_, v)| v.into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = values.iter().find(|v| glob_matches(glob, v.as_bytes()));
+        match (found, values.first()) {
+            (Some(v), _) => held.push(format!(
+                "query {param:?} = {:?} matches {pattern:?}",
+                bounded(v)
+            )),
+            (None, None) => {
+                return fail(format!(
+                    "query parameter {param:?} is absent (wanted {pattern:?})"
+                ));
+            }
+            (None, Some(v)) => {
+                return fail(format!(
+                    "query {param:?} = {:?} does not match {pattern:?}",
+                    bounded(v)
+                ));
+            }
+        }
+    }
+    for ((name, glob), (_, pattern)) in compiled.headers.iter().zip(&rule.headers) {
+        let values: Vec<String> = facts
+            .req
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        let found = values.iter().find(|v| glob_matches(glob, v.as_bytes()));
+        match (found, values.first()) {
+            (Some(v), _) => held.push(format!(
+                "header {:?} = {:?} matches {pattern:?}",
+                name.as_str(),
+                bounded(v)
+            )),
+            (None, None) => {
+                return fail(format!(
+                    "header {:?} is absent (wanted {pattern:?})",
+                    name.as_str()
+                ));
+            }
+            (None, Some(v)) => {
+                return fail(format!(
+                    "header {:?} = {:?} does not match {pattern:?}",
+                    name.as_str(),
+                    bounded(v)
+                ));
+            }
+        }
+    }
+    if !compiled.json.is_empty() {
+        if json.bytes.is_none() {
+            return Err(Failure::BodyUnread(format!(
+                "json {:?} needs the request body, and none was given",
+                rule.json
+                    .iter()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>()
+            )));
+        }
+        let Some(doc) = json.get() else {
+            return fail("the body is not valid JSON, so json conditions fail".to_owned());
+        };
+        for ((pointer, glob), (_, pattern)) in compiled.json.iter().zip(&rule.json) {
+            match doc.pointer(pointer).map(json_text) {
+                None => return fail(format!("json {pointer:?} is absent (wanted {pattern:?})")),
+                Some(v) if glob_matches(glob, v.as_bytes()) => {
+                    held.push(format!(
+                        "json {pointer:?} = {:?} matches {pattern:?}",
+                        bounded(&v)
+                    ));
+                }
+                Some(v) => {
+                    return fail(format!(
+                        "json {pointer:?} = {:?} does not match {pattern:?}",
+                        bounded(&v)
+                    ));
+                }
+            }
+        }
+    }
+    if held.is_empty() {
+        held.push("no conditions: matches every request".to_owned());
+    }
+    Ok(held)
+}
+
+/// The kinds of condition a rule has besides its host.
+fn beyond_host(rule: &Rule) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    for (present, kind) in [
+        (!rule.methods.is_empty(), "method"),
+        (!rule.paths.is_empty(), "path"),
+        (!rule.query.is_empty(), "query"),
+        (!rule.headers.is_empty(), "headers"),
+        (!rule.json.is_empty(), "json"),
+    ] {
+        if present {
+            kinds.push(kind);
+        }
+    }
+    kinds
+}
+
+fn compact_conditions(rule: &Rule) -> String {
+    let mut parts = vec![if rule.hosts.is_empty() {
+        "any host".to_owned()
+    } else {
+        rule.hosts.join(",")
+    }];
+    for list in [&rule.methods, &rule.paths] {
+        if !list.is_empty() {
+            parts.push(list.join(","));
+        }
+    }
+    for (kind, pairs) in [
+        ("query", &rule.query),
+        ("headers", &rule.headers),
+        ("json", &rule.json),
+    ] {
+        if !pairs.is_empty() {
+            let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            parts.push(format!("+{kind}:{}", keys.join(",")));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Request text cut short for explanations; `{:?}` then escapes the rest.
+fn bounded(s: &str) -> Cow<'_, str> {
+    match s.char_indices().nth(EXPLAIN_VALUE_CHARS) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => Cow::Owned(format!("{}…", s.get(..cut).unwrap_or_default())),
+    }
+}
+
+struct MatchedRule {
+    name: String,
+    location: Location,
+    label: String,
+    conditions: Vec<String>,
+}
+
+/// Why a request gets its decision: every rule passed over and why, the rule
+/// that matched and on what, the action and window, and what happens at
+/// CONNECT. Printed by `airlock explain`.
+pub struct Explanation {
+    request: String,
+    path_note: Option<String>,
+    passed_over: Vec<(String, Location, String)>,
+    matched: Option<MatchedRule>,
+    action: Action,
+    unmatched: Action,
+    window: Option<Window>,
+    summary: Option<String>,
+    body_unread: bool,
+    connect: String,
+    at_connect: &'static str,
+}
+
+impl Explanation {
+    /// The matching rule's name; `None` when `unmatched` applies.
+    pub fn rule(&self) -> Option<&str> {
+        self.matched.as_ref().map(|m| m.name.as_str())
+    }
+
+    /// The resulting action.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The matching rule's own window (`None`: the configured default).
+    pub fn window(&self) -> Option<Window> {
+        self.window
+    }
+
+    /// "tunnelled blind", "intercepted" or "refused".
+    pub fn at_connect(&self) -> &str {
+        self.at_connect
+    }
+
+    /// True when a rule's JSON conditions could not be checked for want of a
+    /// body, so the outcome might differ once the body is known.
+    pub fn body_unread(&self) -> bool {
+        self.body_unread
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "request: {}", self.request)?;
+        if let Some(note) = &self.path_note {
+            writeln!(f, "  ({note})")?;
+        }
+        for (name, location, reason) in &self.passed_over {
+            writeln!(f, "  passed over {name:?} ({location}): {reason}")?;
+        }
+        match &self.matched {
+            Some(m) => {
+                writeln!(f, "matched: {:?} ({})", m.name, m.location)?;
+                for condition in &m.conditions {
+                    writeln!(f, "  {condition}")?;
+                }
+            }
+            None => writeln!(
+                f,
+                "matched: no rule; unmatched = {:?} applies",
+                self.unmatched.as_str()
+            )?,
+        }
+        write!(f, "action: {}", self.action)?;
+        match &self.matched {
+            Some(m) if self.action == Action::Review => writeln!(f, " ({:?})", m.label)?,
+            _ => writeln!(f)?,
+        }
+        if self.action == Action::Review {
+            match self.window {
+                Some(window) => writeln!(f, "window: {window}")?,
+                None => writeln!(f, "window: the default ([defaults] window)")?,
+            }
+        }
+        if let Some(summary) = &self.summary {
+            writeln!(f, "summary: {summary}")?;
+        }
+        if self.body_unread {
+            writeln!(
+                f,
+                "note: json conditions were not checked without a body; pass one with --body"
+            )?;
+        }
+        writeln!(f, "at CONNECT: {}", self.connect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse_file;
+    use http::{HeaderMap, HeaderValue};
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    fn rules(text: &str) -> Vec<Rule> {
+        parse_file("t.toml", text).unwrap_or_else(|e| panic!("{e:#?}"))
+    }
+
+    fn set(text: &str, unmatched: Action) -> RuleSet {
+        RuleSet::new(rules(text), unmatched).unwrap_or_else(|e| panic!("{e:#?}"))
+    }
+
+    /// An owned request, viewed as the proxy would.
+    struct Req {
+        method: String,
+        host: String,
+        path: String,
+        query: Option<String>,
+        headers: HeaderMap,
+    }
+
+    fn req(method: &str, host: &str, target: &str) -> Req {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_owned())),
+            None => (target, None),
+        };
+        Req {
+            method: method.to_owned(),
+            host: host.to_owned(),
+            path: path.to_owned(),
+            query,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    impl Req {
+        fn header(mut self, name: &'static str, value: &'static str) -> Req {
+            self.headers.append(name, HeaderValue::from_static(value));
+            self
+        }
+
+        fn view(&self) -> RequestView<'_> {
+            RequestView {
+                method: &self.method,
+                host: &self.host,
+                path: &self.path,
+                query: self.query.as_deref(),
+                headers: &self.headers,
+            }
+        }
+    }
+
+    fn decided<'a>(set: &'a RuleSet, r: &Req, body: BodyView<'_>) -> Option<&'a str> {
+        match set.decide(&r.view(), body) {
+            Decision::Matched(rule) => Some(&rule.name),
+            Decision::Unmatched => None,
+            Decision::NeedBody => Some("<need body>"),
+        }
+    }
+
+    fn name(set: &RuleSet, r: &Req) -> Option<String> {
+        decided(set, r, BodyView::Read(b"")).map(str::to_owned)
+    }
+
+    const MAIL: &str = r#"
+[[rule]]
+name = "openai"
+action = "automatic"
+host = ["api.openai.com"]
+
+[[rule]]
+name = "mail-send"
+action = "review"
+host = ["api.sendgrid.com"]
+method = ["POST"]
+path = ["/v3/mail/send"]
+window = "2h"
+
+[[rule]]
+name = "sendgrid-reads"
+action = "automatic"
+host = ["api.sendgrid.com"]
+method = ["GET"]
+
+[[rule]]
+name = "paste"
+action = "deny"
+host = ["pastebin.com", "*.pastebin.com"]
+"#;
+
+    #[test]
+    fn first_matching_rule_wins_in_file_order() {
+        let set = set(
+            r#"
+[[rule]]
+name = "specific"
+action = "review"
+host = ["api.x.com"]
+path = ["/v1/pay"]
+
+[[rule]]
+name = "broad"
+action = "automatic"
+host = ["api.x.com"]
+
+[[rule]]
+name = "never"
+action = "deny"
+host = ["api.x.com"]
+path = ["/v1/pay"]
+"#,
+            Action::Review,
+        );
+        assert_eq!(
+            name(&set, &req("POST", "api.x.com", "/v1/pay")).as_deref(),
+            Some("specific")
+        );
+        assert_eq!(
+            name(&set, &req("POST", "api.x.com", "/v1/other")).as_deref(),
+            Some("broad")
+        );
+    }
+
+    #[test]
+    fn first_match_order_runs_across_files_by_file_name() {
+        let dir =
+            std::env::temp_dir().join(format!("airlock-matcher-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let write = |file: &str, text: &str| {
+            if let Err(e) =
+                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(file), text))
+            {
+                panic!("{file}: {e}");
+            }
+        };
+        write(
+            "50-broad.toml",
+            "[[rule]]\nname = \"broad\"\naction = \"automatic\"\nhost = [\"*.x.com\"]\n",
+        );
+        write(
+            "10-narrow.toml",
+            "[[rule]]\nname = \"narrow\"\naction = \"deny\"\nhost = [\"api.x.com\"]\n",
+        );
+        let loaded = crate::rules::load_dir(&dir).unwrap_or_else(|e| panic!("{e:#?}"));
+        let set = RuleSet::new(loaded, Action::Review).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(
+            name(&set, &req("GET", "api.x.com", "/")).as_deref(),
+            Some("narrow")
+        );
+        assert_eq!(
+            name(&set, &req("GET", "www.x.com", "/")).as_deref(),
+            Some("broad")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hosts_match_without_case_or_trailing_dot() {
+        let set = set(MAIL, Action::Review);
+        for host in ["api.openai.com", "API.OpenAI.com", "api.openai.com."] {
+            assert_eq!(
+                name(&set, &req("POST", host, "/v1/chat")).as_deref(),
+                Some("openai"),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            name(&set, &req("POST", "api.openai.com.evil.net", "/")),
+            None
+        );
+        assert_eq!(
+            name(&set, &req("GET", "eu.pastebin.com", "/")).as_deref(),
+            Some("paste")
+        );
+        assert_eq!(
+            name(&set, &req("GET", "pastebin.com", "/")).as_deref(),
+            Some("paste")
+        );
+        assert_eq!(name(&set, &req("GET", "notpastebin.com", "/")), None);
+    }
+
+    #[test]
+    fn methods_match_exactly_whatever_their_case() {
+        let set = set(MAIL, Action::Review);
+        assert_eq!(
+            name(&set, &req("post", "api.sendgrid.com", "/v3/mail/send")).as_deref(),
+            Some("mail-send")
+        );
+        assert_eq!(
+            name(&set, &req("GET", "api.sendgrid.com", "/v3/mail/send")).as_deref(),
+            Some("sendgrid-reads")
+        );
+        assert_eq!(
+            name(&set, &req("PUT", "api.sendgrid.com", "/v3/mail/send")),
+            None
+        );
+    }
+
+    #[test]
+    fn single_star_stays_in_a_segment_and_double_star_crosses() {
+        let set = set(
+            r#"
+[[rule]]
+name = "one-segment"
+action = "review"
+path = ["/v1/customers/*"]
+
+[[rule]]
+name = "any-depth"
+action = "deny"
+path = ["/v1/admin/**"]
+"#,
+            Action::Automatic,
+        );
+        assert_eq!(
+            name(&set, &req("GET", "h", "/v1/customers/42")).as_deref(),
+            Some("one-segment")
+        );
+        assert_eq!(name(&set, &req("GET", "h", "/v1/customers/42/notes")), None);
+        assert_eq!(
+            name(&set, &req("GET", "h", "/v1/admin/users/7/delete")).as_deref(),
+            Some("any-depth")
+        );
+    }
+
+    #[test]
+    fn encoded_and_dotted_paths_cannot_step_around_a_rule() {
+        let set = set(MAIL, Action::Automatic);
+        for path in [
+            "/v3/mail/sen%64",
+            "/v3/%6Dail/send",
+            "/v3/x/../mail/send",
+            "/v3/./mail/send",
+        ] {
+            assert_eq!(
+                name(&set, &req("POST", "api.sendgrid.com", path)).as_deref(),
+                Some("mail-send"),
+                "{path}"
+            );
+        }
+        // Reserved characters keep their encoding: `%2F` is not a separator.
+        assert_eq!(
+            name(&set, &req("POST", "api.sendgrid.com", "/v3/mail%2Fsend")),
+            None
+        );
+    }
+
+    #[test]
+    fn query_conditions_need_the_parameter_and_match_any_occurrence() {
+        let set = set(
+            "[[rule]]\nname = \"live\"\naction = \"review\"\nquery = { mode = \"live*\" }\n",
+            Action::Automatic,
+        );
+        assert_eq!(
+            name(&set, &req("GET", "h", "/?mode=live")).as_deref(),
+            Some("live")
+        );
+        assert_eq!(
+            name(&set, &req("GET", "h", "/?mode=test&mode=live-eu")).as_deref(),
+            Some("live")
+        );
+        assert_eq!(
+            name(&set, &req("GET", "h", "/?mode=%6Cive+now")).as_deref(),
+            Some("live"),
+            "decoded"
+        );
+        assert_eq!(name(&set, &req("GET", "h", "/?mode=test")), None);
+        assert_eq!(name(&set, &req("GET", "h", "/?other=live")), None);
+        assert_eq!(name(&set, &req("GET", "h", "/")), None);
+    }
+
+    #[test]
+    fn header_conditions_ignore_case_and_need_the_header() {
+        let set = set(
+            "[[rule]]\nname = \"live-key\"\naction = \"review\"\nheaders = { \"Authorization\" = \"bearer sk_live_*\" }\n",
+            Action::Automatic,
+        );
+        let with = |value: &'static str| req("POST", "h", "/").header("authorization", value);
+        assert_eq!(
+            name(&set, &with("Bearer SK_LIVE_abc")).as_deref(),
+            Some("live-key")
+        );
+        assert_eq!(name(&set, &with("Bearer sk_test_abc")), None);
+        assert_eq!(name(&set, &req("POST", "h", "/")), None);
+        let both = req("POST", "h", "/")
+            .header("authorization", "Basic x")
+            .header("authorization", "Bearer sk_live_1");
+        assert_eq!(
+            name(&set, &both).as_deref(),
+            Some("live-key"),
+            "any value may match"
+        );
+    }
+
+    const JSON_RULES: &str = r#"
+[[rule]]
+name = "big-charge"
+action = "review"
+host = ["api.stripe.com"]
+method = ["POST"]
+json = { "/amount" = "[1-9][0-9][0-9][0-9]*", "/livemode" = "true" }
+
+[[rule]]
+name = "stripe"
+action = "automatic"
+host = ["api.stripe.com"]
+"#;
+
+    #[test]
+    fn json_rule_asks_for_the_body_then_decides_on_it() {
+        let set = set(JSON_RULES, Action::Review);
+        let charge = req("POST", "api.stripe.com", "/v1/charges");
+        assert_eq!(
+            decided(&set, &charge, BodyView::Unread),
+            Some("<need body>")
+        );
+        let big = br#"{"amount": 125000, "livemode": true}"#;
+        let small = br#"{"amount": 12, "livemode": true}"#;
+        assert_eq!(
+            decided(&set, &charge, BodyView::Read(big)),
+            Some("big-charge")
+        );
+        assert_eq!(
+            decided(&set, &charge, BodyView::Read(small)),
+            Some("stripe")
+        );
+        assert_eq!(
+            decided(&set, &charge, BodyView::Read(br#"{"amount": 5000}"#)),
+            Some("stripe"),
+            "missing pointer"
+        );
+    }
+
+    #[test]
+    fn body_is_not_asked_for_when_no_json_rule_is_reached() {
+        let set = set(JSON_RULES, Action::Review);
+        let read = req("GET", "api.stripe.com", "/v1/charges");
+        assert_eq!(decided(&set, &read, BodyView::Unread), Some("stripe"));
+        assert_eq!(
+            decided(&set, &req("POST", "other.com", "/"), BodyView::Unread),
+            None
+        );
+    }
+
+    #[test]
+    fn non_json_body_fails_json_conditions() {
+        let set = set(JSON_RULES, Action::Review);
+        let charge = req("POST", "api.stripe.com", "/v1/charges");
+        assert_eq!(
+            decided(&set, &charge, BodyView::Read(b"amount=125000")),
+            Some("stripe")
+        );
+        assert_eq!(decided(&set, &charge, BodyView::Read(b"")), Some("stripe"));
+    }
+
+    #[test]
+    fn json_values_match_as_their_text() {
+        let set = set(
+            r#"
+[[rule]]
+name = "null"
+action = "deny"
+json = { "/a" = "null" }
+[[rule]]
+name = "array"
+action = "deny"
+json = { "/a" = "[[]1,2[]]" }
+[[rule]]
+name = "object"
+action = "deny"
+json = { "/a" = "\\{\"k\":*\\}" }
+[[rule]]
+name = "string"
+action = "deny"
+json = { "/a" = "12" }
+"#,
+            Action::Automatic,
+        );
+        let r = req("POST", "h", "/");
+        let on = |body: &'static [u8]| decided(&set, &r, BodyView::Read(body)).map(str::to_owned);
+        assert_eq!(on(br#"{"a": null}"#).as_deref(), Some("null"));
+        assert_eq!(on(br#"{"a": [1, 2]}"#).as_deref(), Some("array"));
+        assert_eq!(on(br#"{"a": {"k": 1}}"#).as_deref(), Some("object"));
+        assert_eq!(on(br#"{"a": "12"}"#).as_deref(), Some("string"));
+        assert_eq!(
+            on(br#"{"a": 12}"#).as_deref(),
+            Some("string"),
+            "numbers match as their text"
+        );
+        assert_eq!(on(br#"{"b": 12}"#), None);
+    }
+
+    fn connect(set: &RuleSet, host: &str) -> String {
+        match set.decide_connect(host) {
+            ConnectDecision::Tunnel(Some(r)) => format!("tunnel by {}", r.name),
+            ConnectDecision::Tunnel(None) => "tunnel by unmatched".to_owned(),
+            ConnectDecision::Refuse(Some(r)) => format!("refuse by {}", r.name),
+            ConnectDecision::Refuse(None) => "refuse by unmatched".to_owned(),
+            ConnectDecision::Intercept => "intercept".to_owned(),
+        }
+    }
+
+    #[test]
+    fn connect_is_decided_by_the_first_rule_for_the_host() {
+        let text = format!(
+            "{MAIL}\n[[rule]]\nname = \"review-all\"\naction = \"review\"\nhost = [\"crm.example.com\"]\n"
+        );
+        for unmatched in [Action::Automatic, Action::Review, Action::Deny] {
+            let set = set(&text, unmatched);
+            assert_eq!(connect(&set, "api.openai.com"), "tunnel by openai");
+            assert_eq!(connect(&set, "PASTEBIN.com"), "refuse by paste");
+            assert_eq!(
+                connect(&set, "api.sendgrid.com"),
+                "intercept",
+                "conditions beyond host"
+            );
+            assert_eq!(
+                connect(&set, "crm.example.com"),
+                "intercept",
+                "host-only review"
+            );
+        }
+        assert_eq!(
+            connect(&set(&text, Action::Automatic), "else.com"),
+            "tunnel by unmatched"
+        );
+        assert_eq!(
+            connect(&set(&text, Action::Deny), "else.com"),
+            "refuse by unmatched"
+        );
+        assert_eq!(
+            connect(&set(&text, Action::Review), "else.com"),
+            "intercept"
+        );
+    }
+
+    #[test]
+    fn a_rule_without_host_applies_at_connect_to_every_host() {
+        let set = set(
+            "[[rule]]\nname = \"posts\"\naction = \"review\"\nmethod = [\"POST\"]\n\n\
+             [[rule]]\nname = \"openai\"\naction = \"automatic\"\nhost = [\"api.openai.com\"]\n",
+            Action::Automatic,
+        );
+        assert_eq!(connect(&set, "api.openai.com"), "intercept");
+        let blanket = self::set(
+            "[[rule]]\nname = \"all\"\naction = \"deny\"\n",
+            Action::Automatic,
+        );
+        assert_eq!(connect(&blanket, "anything.org"), "refuse by all");
+    }
+
+    #[test]
+    fn duplicate_rule_name_across_files_names_the_first() {
+        let mut all = rules("[[rule]]\nname = \"dup\"\naction = \"deny\"\n");
+        all.extend(
+            parse_file(
+                "b.toml",
+                "\n\n[[rule]]\nname = \"dup\"\naction = \"review\"\n",
+            )
+            .unwrap_or_default(),
+        );
+        let errors = RuleSet::new(all, Action::Review).err().unwrap_or_default();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["b.toml:3:1: duplicate rule name \"dup\": first defined at t.toml:1:1"]
+        );
+    }
+
+    #[test]
+    fn invalid_hand_built_rule_is_refused_at_its_location() {
+        let mut rule = rules("[[rule]]\nname = \"a\"\naction = \"deny\"\n").remove(0);
+        rule.paths = vec!["/v1/[".to_owned()];
+        let errors = RuleSet::new(vec![rule], Action::Review)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("t.toml:1:1: rule \"a\": invalid path glob"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn explanation_says_why_each_rule_was_passed_over() {
+        let set = set(MAIL, Action::Review);
+        let r = req("POST", "api.sendgrid.com", "/v3/mail/send");
+        let explained = set.explain(&r.view(), BodyView::Unread);
+        assert_eq!(explained.rule(), Some("mail-send"));
+        assert_eq!(explained.action(), Action::Review);
+        assert_eq!(explained.at_connect(), "intercepted");
+        let text = explained.to_string();
+        for line in [
+            "request: POST api.sendgrid.com/v3/mail/send",
+            "passed over \"openai\" (t.toml:2:1): host \"api.sendgrid.com\" does not match [\"api.openai.com\"]",
+            "matched: \"mail-send\" (t.toml:7:1)",
+            "path \"/v3/mail/send\" matches [\"/v3/mail/send\"]",
+            "action: review (\"mail-send\")",
+            "window: 2h",
+            "at CONNECT: api.sendgrid.com is intercepted: the first rule for this host, \"mail-send\", has conditions beyond host (method, path)",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn explanation_of_an_unmatched_request() {
+        let set = set(MAIL, Action::Review);
+        let r = req("POST", "api.sendgrid.com", "/v3/templates");
+        let text = set.explain(&r.view(), BodyView::Unread).to_string();
+        for line in [
+            "passed over \"mail-send\" (t.toml:7:1): path \"/v3/templates\" does not match [\"/v3/mail/send\"]",
+            "passed over \"sendgrid-reads\" (t.toml:15:1): method \"POST\" is not one of [\"GET\"]",
+            "matched: no rule; unmatched = \"review\" applies",
+            "window: the default",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        let tunnelled = set.explain(&req("GET", "api.openai.com", "/").view(), BodyView::Unread);
+        assert!(tunnelled.to_string().contains(
+            "at CONNECT: api.openai.com is tunnelled blind: rule \"openai\" is automatic and has no condition beyond host"
+        ), "{tunnelled}");
+    }
+
+    #[test]
+    fn explanation_of_json_conditions_with_and_without_body() {
+        let set = set(JSON_RULES, Action::Review);
+        let r = req("POST", "api.stripe.com", "/v1/charges");
+        let unread = set.explain(&r.view(), BodyView::Unread);
+        assert!(unread.body_unread());
+        assert!(
+            unread.to_string().contains("needs the request body"),
+            "{unread}"
+        );
+        let small = set.explain(
+            &r.view(),
+            BodyView::Read(br#"{"amount": 12, "livemode": true}"#),
+        );
+        assert!(
+            small
+                .to_string()
+                .contains("json \"/amount\" = \"12\" does not match"),
+            "{small}"
+        );
+        let junk = set.explain(&r.view(), BodyView::Read(b"<xml/>"));
+        assert!(
+            junk.to_string().contains("the body is not valid JSON"),
+            "{junk}"
+        );
+        assert_eq!(junk.rule(), Some("stripe"));
+    }
+
+    #[test]
+    fn classification_table_lists_every_rule_and_the_fallback() {
+        let set = set(&format!("{MAIL}{JSON_RULES}"), Action::Review);
+        let table = set.classification_table();
+        let expected = "\
+RULE            ACTION     AT       MATCHES                                      WINDOW
+openai          automatic  connect  api.openai.com                               -
+mail-send       review     request  api.sendgrid.com POST /v3/mail/send          2h
+sendgrid-reads  automatic  request  api.sendgrid.com GET                         -
+paste           deny       connect  pastebin.com,*.pastebin.com                  -
+big-charge      review     request  api.stripe.com POST +json:/amount,/livemode  -
+stripe          automatic  connect  api.stripe.com                               -
+(unmatched)     review     request  anything else                                -
+";
+        assert_eq!(table, expected, "\n{table}");
+    }
+
+    /// The meaning of the rules without any index: each rule in turn, each
+    /// glob compiled on its own.
+    fn linear_scan(list: &[Rule], r: &Req) -> Option<String> {
+        let host = r.host.to_ascii_lowercase();
+        let any = |globs: &[String], make: fn(&str) -> Result<Glob, globset::Error>, s: &str| {
+            globs.is_empty()
+                || globs
+                    .iter()
+                    .any(|g| make(g).is_ok_and(|g| g.compile_matcher().is_match(s)))
+        };
+        list.iter()
+            .find(|rule| {
+                any(&rule.hosts, host_glob, &host)
+                    && method_matches(rule, &r.method)
+                    && any(&rule.paths, path_glob, &r.path)
+                    && rule.query.iter().all(|(k, v)| {
+                        let glob = value_glob(v, false).map(|g| g.compile_matcher());
+                        r.query.as_deref().is_some_and(|q| {
+                            form_urlencoded::parse(q.as_bytes()).any(|(qk, qv)| {
+                                qk == k.as_str()
+                                    && glob.as_ref().is_ok_and(|g| g.is_match(qv.as_ref()))
+                            })
+                        })
+                    })
+            })
+            .map(|rule| rule.name.clone())
+    }
+
+    #[test]
+    fn thousand_rules_on_one_host_agree_with_a_linear_scan() {
+        // Rules told apart by an early literal prefix, then rules sharing
+        // `/api/` that only the combined path set can tell apart.
+        let mut text = String::new();
+        for i in 0..400 {
+            let path = if i < 200 {
+                format!("/p/{i}/*")
+            } else {
+                format!("/api/*/thing-{i}")
+            };
+            text.push_str(&format!(
+                "[[rule]]\nname = \"r{i}\"\naction = \"review\"\nhost = [\"one.example.com\"]\npath = [\"{path}\"]\n"
+            ));
+        }
+        text.push_str("[[rule]]\nname = \"rest\"\naction = \"automatic\"\nhost = [\"one.example.com\"]\npath = [\"**/tail\"]\n");
+        let list = rules(&text);
+        let set = RuleSet::new(list.clone(), Action::Review).unwrap_or_else(|e| panic!("{e:#?}"));
+        for target in [
+            "/p/0/x",
+            "/p/7/x",
+            "/p/199/x",
+            "/p/200/x",
+            "/api/v/thing-200",
+            "/api/v/thing-399",
+            "/api/v/w/thing-399",
+            "/api/v/thing-4",
+            "/x/tail",
+            "/p/150/tail",
+            "/api/x/tail",
+            "/",
+        ] {
+            let r = req("GET", "one.example.com", target);
+            assert_eq!(name(&set, &r), linear_scan(&list, &r), "{target}");
+        }
+        assert_eq!(
+            name(&set, &req("GET", "one.example.com", "/api/v/thing-399")).as_deref(),
+            Some("r399")
+        );
+    }
+
+    #[test]
+    fn double_star_suffix_needs_something_below_the_directory() {
+        // The prefix index relies on `/v1/**` matching only below `/v1/`.
+        let glob = path_glob("/v1/**").map(|g| g.compile_matcher());
+        assert!(glob.as_ref().is_ok_and(|g| g.is_match("/v1/a/b")));
+        assert!(glob.as_ref().is_ok_and(|g| !g.is_match("/v1")));
+        let middle = path_glob("/a/**/b").map(|g| g.compile_matcher());
+        assert!(
+            middle
+                .as_ref()
+                .is_ok_and(|g| g.is_match("/a/b") && g.is_match("/a/x/y/b"))
+        );
+    }
+
+    /// Builds many rules sharing hosts, so both the few-candidate path and the
+    /// pruning path are exercised, and compares with a plain linear scan.
+    #[test]
+    fn indexed_decisions_agree_with_a_linear_scan() {
+        let mut text = String::new();
+        for i in 0..300 {
+            let host = match i % 5 {
+                0 => "shared.example.com".to_owned(),
+                1 => format!("h{i}.example.com"),
+                2 => "*.wild.example.com".to_owned(),
+                _ => format!("{{a,b}}{}.example.com", i % 7),
+            };
+            let mut rule =
+                format!("[[rule]]\nname = \"r{i}\"\naction = \"review\"\nhost = [\"{host}\"]\n");
+            if i % 3 != 0 {
+                rule.push_str(&format!("path = [\"/v{}/*/items/**\", \"/p{i}\"]\n", i % 4));
+            }
+            if i % 4 == 1 {
+                rule.push_str("method = [\"POST\", \"PUT\"]\n");
+            }
+            if i % 11 == 0 {
+                rule.push_str(&format!("query = {{ k = \"{}*\" }}\n", i % 3));
+            }
+            text.push_str(&rule);
+        }
+        let list = rules(&text);
+        let set = RuleSet::new(list.clone(), Action::Review).unwrap_or_else(|e| panic!("{e:#?}"));
+        let linear = |r: &Req| linear_scan(&list, r);
+        let mut checked = 0;
+        for host in [
+            "shared.example.com",
+            "h16.example.com",
+            "x.wild.example.com",
+            "a3.example.com",
+            "B5.example.com",
+            "none.org",
+        ] {
+            for method in ["GET", "POST"] {
+                for target in [
+                    "/v1/x/items/a/b",
+                    "/v2/y/items/z",
+                    "/v3/q/items/",
+                    "/p298",
+                    "/p16?k=1",
+                    "/p33?k=0x",
+                    "/nothing",
+                ] {
+                    let r = req(method, host, target);
+                    assert_eq!(name(&set, &r), linear(&r), "{method} {host}{target}");
+                    assert_eq!(
+                        set.explain(&r.view(), BodyView::Unread)
+                            .rule()
+                            .map(str::to_owned),
+                        linear(&r)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 84);
+    }
+
+    #[test]
+    fn rule_set_is_shareable_across_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<RuleSet>();
+        let set = set(MAIL, Action::Review);
+        assert_eq!(set.rule("paste").map(|r| r.action), Some(Action::Deny));
+        assert_eq!(set.rules().len(), 4);
+        assert_eq!(set.unmatched(), Action::Review);
+    }
+
+    /// Counts this thread's heap allocations, to hold the hot path to its
+    /// promise of allocating nothing.
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: defers every operation to `System`; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    #[test]
+    fn ordinary_decisions_allocate_nothing_once_warm() {
+        let mut text = String::from(MAIL);
+        for i in 0..200 {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"r{i}\"\naction = \"review\"\nhost = [\"*.example-{i}.com\"]\npath = [\"/v1/*/x\"]\n"
+            ));
+        }
+        let set = set(&text, Action::Review);
+        let hit = req("POST", "api.sendgrid.com", "/v3/mail/send");
+        let wild = req("GET", "a.example-150.com", "/v1/q/x");
+        let miss = req("GET", "nowhere.org", "/");
+        let run = || {
+            for r in [&hit, &wild, &miss] {
+                let _ = set.decide(&r.view(), BodyView::Unread);
+                let _ = set.decide_connect(&r.host);
+            }
+        };
+        run();
+        let before = ALLOCATIONS.with(Cell::get);
+        for _ in 0..10 {
+            run();
+        }
+        assert_eq!(ALLOCATIONS.with(Cell::get) - before, 0);
+    }
+}

@@ -1,0 +1,454 @@
+//! Real servers and clients for the end-to-end tests: an upstream test CA,
+//! HTTP/HTTPS upstreams (h1 and h2) that record what they receive, with SSE
+//! and WebSocket routes, and airlock itself started on ephemeral ports with
+//! its own temp directory. Everything listens on 127.0.0.1 and is dropped
+//! (ports closed, directories removed) when the test ends.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
+};
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use airlock::config::{Config, Env};
+use airlock::server::Running;
+
+/// Names test upstreams answer to; airlock resolves them to 127.0.0.1
+/// through `[proxy] hosts`.
+pub const NAMES: &[&str] = &[
+    "tunnel.test",
+    "intercept.test",
+    "denied.test",
+    "review.test",
+    "plain.test",
+    "mail.test",
+];
+
+/// A CA for test upstreams, unknown to airlock unless configured.
+pub struct Pki {
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "upstream test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A server config for the test names and 127.0.0.1, h2 and http/1.1.
+    pub fn server_config(&self) -> (Arc<ServerConfig>, CertificateDer<'static>) {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+        names.push("127.0.0.1".into());
+        names.push("localhost".into());
+        let params = CertificateParams::new(names).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let der = cert.der().clone();
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![der.clone()],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                )
+                .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        (Arc::new(config), der)
+    }
+}
+
+/// What an upstream received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub version: Version,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+type TestBody = BoxBody<Bytes, Infallible>;
+
+/// A recording upstream server.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The certificate it presents (TLS upstreams only).
+    pub cert: Option<CertificateDer<'static>>,
+    /// `/sse` sends its second event only after this is notified.
+    pub sse_gate: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+/// Starts an upstream; with `tls`, HTTPS with h2 and http/1.1 by ALPN.
+pub async fn upstream(tls: Option<&Pki>) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sse_gate = Arc::new(Notify::new());
+    let (acceptor, cert) = match tls {
+        Some(pki) => {
+            let (config, der) = pki.server_config();
+            (Some(tokio_rustls::TlsAcceptor::from(config)), Some(der))
+        }
+        None => (None, None),
+    };
+    let (seen2, gate2) = (seen.clone(), sse_gate.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (seen, gate, acceptor) = (seen2.clone(), gate2.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let (seen, gate) = (seen.clone(), gate.clone());
+                    async move { Ok::<_, Infallible>(answer(req, seen, gate).await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        seen,
+        cert,
+        sse_gate,
+        task,
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> TestBody {
+    Full::new(bytes.into()).boxed()
+}
+
+async fn answer(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    gate: Arc<Notify>,
+) -> Response<TestBody> {
+    let path = req.uri().path().to_owned();
+    if path == "/ws" {
+        return websocket_echo(&mut req);
+    }
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    match path.as_str() {
+        "/echo" => Response::new(full(body)),
+        "/sse" => {
+            let events = futures_util::stream::unfold(0u8, move |n| {
+                let gate = gate.clone();
+                async move {
+                    match n {
+                        0 => Some((Ok(Frame::data(Bytes::from("data: first\n\n"))), 1)),
+                        1 => {
+                            gate.notified().await;
+                            Some((Ok(Frame::data(Bytes::from("data: second\n\n"))), 2))
+                        }
+                        _ => None,
+                    }
+                }
+            });
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(BodyExt::boxed(StreamBody::new(events)))
+                .unwrap()
+        }
+        _ => Response::builder()
+            .header("x-upstream", "yes")
+            .header("connection", "x-upstream-hop")
+            .header("x-upstream-hop", "must not reach the agent")
+            .body(full(format!("hello from upstream {}", parts.uri.path())))
+            .unwrap(),
+    }
+}
+
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<TestBody> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(full("not a websocket request"))
+            .unwrap();
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_text() || msg.is_binary() {
+                if ws.send(msg).await.is_err() {
+                    return;
+                }
+            } else if msg.is_close() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header(
+            "sec-websocket-accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )
+        .body(full(Bytes::new()))
+        .unwrap()
+}
+
+/// A running airlock with its own directory (CA, rules, store).
+pub struct Airlock {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub config: Config,
+}
+
+impl Airlock {
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("certs/ca.pem")).unwrap()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("certs/ca.pem")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Writes `rules` and a configuration (plus `extra` TOML appended to the
+/// `[proxy]` section) into a temp dir and starts airlock on it.
+pub async fn airlock(pki: &Pki, rules: &str, extra_proxy: &str) -> Airlock {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), pki, rules, extra_proxy, "");
+    let running = airlock::server::start(&config).await.unwrap();
+    Airlock {
+        addr: running.proxy_addr,
+        running: Some(running),
+        dir,
+        config,
+    }
+}
+
+/// The configuration file text for a test directory.
+pub fn write_config(dir: &Path, pki: &Pki, rules: &str, extra_proxy: &str, extra: &str) -> Config {
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(dir.join("rules/10-test.toml"), rules).unwrap();
+    std::fs::write(dir.join("upstream-ca.pem"), &pki.ca_pem).unwrap();
+    let hosts = NAMES
+        .iter()
+        .map(|n| format!("\"{n}\" = \"127.0.0.1\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let d = dir.display();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream_ca = [\"{d}/upstream-ca.pem\"]\nhosts = {{ {hosts} }}\n{extra_proxy}\n\
+         [review]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\npath = \"{d}/data\"\n[tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{d}/rules\"\n{extra}\n"
+    );
+    std::fs::write(dir.join("airlock.toml"), &text).unwrap();
+    Config::parse("airlock.toml", &text, &Env::default()).unwrap()
+}
+
+/// A reqwest client through airlock that trusts exactly `roots`.
+pub fn client(proxy: &str, roots: &[&str]) -> reqwest::Client {
+    client_builder(proxy, roots).build().unwrap()
+}
+
+pub fn client_builder(proxy: &str, roots: &[&str]) -> reqwest::ClientBuilder {
+    let mut b = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(proxy).unwrap())
+        .tls_built_in_root_certs(false)
+        .tls_info(true)
+        .timeout(std::time::Duration::from_secs(20));
+    for pem in roots {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+    }
+    b
+}
+
+/// Sends raw bytes to the proxy and returns everything up to the end of
+/// the response head.
+pub async fn raw_head(addr: SocketAddr, request: &[u8]) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut byte))
+            .await
+            .expect("proxy answered in time")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        buf.push(byte[0]);
+    }
+    (s, String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Reads what is left of a response with a Content-Length.
+pub async fn raw_body(s: &mut TcpStream, head: &str) -> String {
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+/// Path of a tool the test needs, or a panic that says how to get it.
+pub fn require_tool(name: &str) -> PathBuf {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "this test needs `{name}` on PATH (`.ci/run` installs it: apt-get install {name})"
+    );
+    PathBuf::from(path)
+}
+
+/// A rustls client config trusting exactly the certificates in `pem`.
+pub fn tls_client(pem: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// CONNECTs through the proxy and completes a TLS handshake trusting `pem`.
+pub async fn tls_via(
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+    pem: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (tcp, head) = raw_head(
+        proxy,
+        format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tls_client(pem)
+        .connect(host.to_owned().try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// The certificate a TLS stream's server presented.
+pub fn peer_cert(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
