@@ -206,7 +206,17 @@ async fn measure(mode: Mode, at: Endpoints, roots: &[&str], conc: usize, secs: f
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn spawn_airlock(dir: &std::path::Path, port: u16, origin_ca: &str, intercept: bool) -> Child {
+/// Kills the airlock child however the bench ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_airlock(dir: &std::path::Path, port: u16, origin_ca: &str, intercept: bool) -> KillOnDrop {
     let rules = dir.join(if intercept { "rules-mitm" } else { "rules-fwd" });
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(
@@ -240,6 +250,7 @@ fn spawn_airlock(dir: &std::path::Path, port: u16, origin_ca: &str, intercept: b
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("start airlock")
 }
 
@@ -284,8 +295,8 @@ fn main() {
         for size in [1024usize, 1024 * 1024] {
             let (plain, secure, origin_ca) = origin(size).await;
             let (fwd_port, mitm_port) = (free_port(), free_port());
-            let mut fwd = spawn_airlock(dir.path(), fwd_port, &origin_ca, false);
-            let mut mitm = spawn_airlock(dir.path(), mitm_port, &origin_ca, true);
+            let fwd = spawn_airlock(dir.path(), fwd_port, &origin_ca, false);
+            let mitm = spawn_airlock(dir.path(), mitm_port, &origin_ca, true);
             wait_for(fwd_port).await;
             wait_for(mitm_port).await;
             let airlock_ca = std::fs::read_to_string(dir.path().join("certs/ca.pem")).unwrap();
@@ -307,10 +318,7 @@ fn main() {
                 let rps = measure(mode, at(proxy), &roots, conc, secs).await;
                 table.push((size, name, rps, baseline));
             }
-            let _ = fwd.kill();
-            let _ = mitm.kill();
-            let _ = fwd.wait();
-            let _ = mitm.wait();
+            drop((fwd, mitm));
         }
         println!("\nairlock vs direct (plain HTTP vs direct HTTP; the rest vs direct HTTPS), keep-alive, c={conc}, {secs}s per cell");
         println!("{:<8} {:<20} {:>12} {:>12} {:>8}", "body", "path", "req/s", "direct", "ratio");

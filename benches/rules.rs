@@ -61,6 +61,20 @@ fn one_host_rules() -> String {
     text
 }
 
+/// Worse still: one host, and every path glob starting with the same
+/// literal prefix, so only the paths' full globs tell the rules apart.
+fn one_prefix_rules() -> String {
+    let mut text = String::new();
+    for i in 0..RULES {
+        let _ = write!(
+            text,
+            "[[rule]]\nname = \"r{i}\"\naction = \"review\"\nhost = [\"api.shared.com\"]\n\
+             path = [\"/api/*/thing-{i}\"]\n\n"
+        );
+    }
+    text
+}
+
 fn build(text: &str) -> RuleSet {
     let rules = match parse_file("bench.toml", text) {
         Ok(rules) => rules,
@@ -99,6 +113,7 @@ fn expect(set: &RuleSet, req: &RequestView<'_>, want: Option<&str>) {
 fn decide(c: &mut Criterion) {
     let set = build(&realistic_rules());
     let one_host = build(&one_host_rules());
+    let one_prefix = build(&one_prefix_rules());
     let headers = HeaderMap::new();
 
     // Rule 996 is a write rule near the end: `/v1/resources-996/*/items/**`.
@@ -117,6 +132,8 @@ fn decide(c: &mut Criterion) {
     expect(&set, &nothing, None);
     expect(&set, &host_no_path, None);
     expect(&one_host, &shared_last, Some("r999"));
+    let prefix_last = view("GET", "api.shared.com", "/api/v1/thing-999", &headers);
+    expect(&one_prefix, &prefix_last, Some("r999"));
 
     let mut group = c.benchmark_group("decide_1000_rules");
     for (name, set, req) in [
@@ -125,6 +142,7 @@ fn decide(c: &mut Criterion) {
         ("match_nothing", &set, &nothing),
         ("host_matches_path_does_not", &set, &host_no_path),
         ("one_host_match_last", &one_host, &shared_last),
+        ("one_host_one_prefix_match_last", &one_prefix, &prefix_last),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| black_box(set.decide(black_box(req), BodyView::Unread)));

@@ -82,13 +82,14 @@ fn write_duration(f: &mut fmt::Formatter<'_>, d: Duration) -> fmt::Result {
         return write!(f, "{d:?}");
     }
     let secs = d.as_secs();
-    match secs {
-        0 => write!(f, "0s"),
-        _ if secs % 86_400 == 0 => write!(f, "{}d", secs / 86_400),
-        _ if secs % 3_600 == 0 => write!(f, "{}h", secs / 3_600),
-        _ if secs % 60 == 0 => write!(f, "{}m", secs / 60),
-        _ => write!(f, "{secs}s"),
+    if secs == 0 {
+        return write!(f, "0s");
     }
+    let (size, unit) = [(86_400, "d"), (3_600, "h"), (60, "m")]
+        .into_iter()
+        .find(|&(size, _)| secs.checked_rem(size) == Some(0))
+        .unwrap_or((1, "s"));
+    write!(f, "{}{unit}", secs / size)
 }
 
 fn parse_fixed(s: &str) -> Option<Duration> {

@@ -335,20 +335,21 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
     };
     let escalate_after = duration(raw.escalate_after);
     let max_wait = duration(raw.max_wait).map(Spanned::into_inner);
-    if let (Some(after), Some(Window::Fixed(length))) =
-        (&escalate_after, window.as_ref().map(|w| *w.get_ref()))
-    {
-        if *after.get_ref() >= length {
-            errors.push(src.error(
-                after.span(),
-                format!(
-                    "escalate_after ({}) must be shorter than the window ({}): \
-                     the backup would be told only after the hold expired",
-                    format_duration(*after.get_ref()),
-                    format_duration(length)
-                ),
-            ));
-        }
+    let fixed_window = window.as_ref().and_then(|w| w.get_ref().fixed());
+    let too_late = escalate_after
+        .as_ref()
+        .zip(fixed_window)
+        .filter(|(after, length)| *after.get_ref() >= *length);
+    if let Some((after, length)) = too_late {
+        errors.push(src.error(
+            after.span(),
+            format!(
+                "escalate_after ({}) must be shorter than the window ({}): \
+                 the backup would be told only after the hold expired",
+                format_duration(*after.get_ref()),
+                format_duration(length)
+            ),
+        ));
     }
 
     let reviewers = names(src, raw.reviewers, "reviewer", &mut errors);

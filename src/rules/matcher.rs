@@ -12,10 +12,10 @@
 //! the host set; the rules whose host condition holds (or that have none)
 //! become a bitset, walked in rule order. Each candidate's remaining
 //! conditions are checked directly, the rare ones (query, headers, JSON)
-//! last. When many candidates share a host and keep failing on their path,
-//! the rest are pruned by the literal prefixes of their path globs (a few
-//! hash lookups), and if that is not enough, by one pass of the combined path
-//! set, so even a thousand rules on one host stay bounded.
+//! last. When many candidates share a host, they are first pruned by the
+//! literal prefixes of their path globs (a few hash lookups), and if they
+//! keep failing on their paths anyway, by one pass of the combined path set,
+//! so even a thousand rules on one host stay bounded.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -29,12 +29,13 @@ use super::load::duplicate_names;
 use super::{Action, BodyView, ConnectDecision, Decision, Location, RequestView, Rule, RuleError};
 use crate::window::Window;
 
-/// After this many candidates failed on their own path globs, pruning the
-/// rest by literal path prefix is cheaper than going on one rule at a time.
-const PATH_MISSES_BEFORE_PREFIXES: usize = 8;
-/// After this many more, the candidates share prefixes too, and one pass of
-/// the combined path set (exact, but costlier) prunes the rest.
-const PATH_MISSES_BEFORE_GLOBSET: usize = 40;
+/// With more candidates than this after the host, pruning them by literal
+/// path prefix first is cheaper than checking their path globs one by one.
+const PRUNE_BY_PREFIX_ABOVE: u32 = 8;
+/// After this many candidates failed on their own path globs anyway, they
+/// share prefixes too, and one pass of the combined path set (exact, but
+/// costlier) prunes the rest.
+const PATH_MISSES_BEFORE_GLOBSET: usize = 12;
 
 /// Longest request value quoted in an explanation, in characters.
 const EXPLAIN_VALUE_CHARS: usize = 120;
@@ -87,8 +88,8 @@ struct Compiled {
 /// One field's patterns over all rules, each distinct pattern compiled once.
 struct FieldIndex {
     set: GlobSet,
-    /// For each pattern of `set`, the rules using it, ascending.
-    rules_of: Vec<Vec<usize>>,
+    /// For each pattern of `set`, the rules using it.
+    rules_of: Vec<RuleList>,
     /// Rules without this condition: they pass it whatever the request.
     unconditional: Vec<u64>,
     /// The first of those, so CONNECT needs no bitset.
@@ -106,7 +107,7 @@ impl FieldIndex {
     ) -> FieldIndex {
         let mut builder = GlobSetBuilder::new();
         let mut slot_of: HashMap<&str, usize> = HashMap::new();
-        let mut rules_of: Vec<Vec<usize>> = Vec::new();
+        let mut rules_of: Vec<RuleList> = Vec::new();
         let mut unconditional = vec![0; words];
         let mut first_unconditional = None;
         for (i, rule) in rules.iter().enumerate() {
@@ -118,7 +119,7 @@ impl FieldIndex {
             for pattern in patterns {
                 if let Some(&slot) = slot_of.get(pattern.as_str()) {
                     // A rule may repeat a pattern; list it once.
-                    if let Some(list) = rules_of.get_mut(slot).filter(|l| l.last() != Some(&i)) {
+                    if let Some(list) = rules_of.get_mut(slot) {
                         list.push(i);
                     }
                     continue;
@@ -127,7 +128,7 @@ impl FieldIndex {
                     Ok(glob) => {
                         builder.add(glob);
                         slot_of.insert(pattern, rules_of.len());
-                        rules_of.push(vec![i]);
+                        rules_of.push(RuleList::new(i));
                     }
                     Err(e) => errors.push(compile_error(rule, what, pattern, &e)),
                 }
@@ -140,6 +141,9 @@ impl FieldIndex {
             });
             GlobSet::empty()
         });
+        for list in &mut rules_of {
+            list.seal(words);
+        }
         FieldIndex {
             set,
             rules_of,
@@ -153,8 +157,8 @@ impl FieldIndex {
         into.copy_from_slice(&self.unconditional);
         self.set.matches_candidate_into(candidate, hits);
         for &pattern in hits.iter() {
-            for &rule in self.rules_of.get(pattern).map_or(&[][..], Vec::as_slice) {
-                set_bit(into, rule);
+            if let Some(list) = self.rules_of.get(pattern) {
+                list.add_to(into);
             }
         }
     }
@@ -162,9 +166,8 @@ impl FieldIndex {
     /// The first rule whose condition on this field holds, if any.
     fn first(&self, candidate: &Candidate<'_>, hits: &mut Vec<usize>) -> Option<usize> {
         self.set.matches_candidate_into(candidate, hits);
-        // `rules_of` lists are ascending, so each list's head is its minimum.
         hits.iter()
-            .filter_map(|&pattern| self.rules_of.get(pattern)?.first().copied())
+            .filter_map(|&pattern| self.rules_of.get(pattern)?.first())
             .chain(self.first_unconditional)
             .min()
     }
@@ -174,7 +177,7 @@ impl FieldIndex {
 /// match paths that start with its literal prefix. Prefixes are cut back to
 /// their last `/`, so a request path is looked up once per `/` it contains.
 struct PathPrefixes {
-    by_prefix: HashMap<Box<str>, Vec<usize>>,
+    by_prefix: HashMap<Box<str>, RuleList>,
     /// Rules without a path condition, or with a glob that has no literal
     /// prefix (`**/send`): the prefixes cannot rule them out.
     anywhere: Vec<u64>,
@@ -182,7 +185,7 @@ struct PathPrefixes {
 
 impl PathPrefixes {
     fn build(rules: &[Rule], words: usize) -> PathPrefixes {
-        let mut by_prefix: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut by_prefix: HashMap<Box<str>, RuleList> = HashMap::new();
         let mut anywhere = vec![0; words];
         for (i, rule) in rules.iter().enumerate() {
             if rule.paths.is_empty() {
@@ -193,15 +196,16 @@ impl PathPrefixes {
                     .find(['*', '?', '[', '{', '\\'])
                     .map_or(pattern.as_str(), |meta| &pattern[..meta]);
                 match literal.rfind('/') {
-                    Some(slash) => {
-                        let list = by_prefix.entry(literal[..=slash].into()).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
+                    Some(slash) => by_prefix
+                        .entry(literal[..=slash].into())
+                        .or_insert_with(|| RuleList::new(i))
+                        .push(i),
                     None => set_bit(&mut anywhere, i),
                 }
             }
+        }
+        for list in by_prefix.values_mut() {
+            list.seal(words);
         }
         PathPrefixes {
             by_prefix,
@@ -216,11 +220,8 @@ impl PathPrefixes {
             if byte != b'/' {
                 continue;
             }
-            let Some(rules) = path.get(..=at).and_then(|p| self.by_prefix.get(p)) else {
-                continue;
-            };
-            for &rule in rules {
-                set_bit(into, rule);
+            if let Some(rules) = path.get(..=at).and_then(|p| self.by_prefix.get(p)) {
+                rules.add_to(into);
             }
         }
     }
@@ -230,10 +231,63 @@ impl PathPrefixes {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PathPruning {
     None,
-    /// By literal prefix: each survivor still checks its own globs.
+    /// By literal prefix: each survivor still checks its own path globs.
     Prefixes,
     /// By the combined path set: survivors' paths are known to match.
     Exact,
+}
+
+/// The rules sharing one pattern, ascending. A long list is also kept as a
+/// bitset: a host shared by a thousand rules is then a few word ORs rather
+/// than a thousand bit sets.
+struct RuleList {
+    rules: Vec<usize>,
+    dense: Option<Vec<u64>>,
+}
+
+impl RuleList {
+    fn new(first: usize) -> RuleList {
+        RuleList {
+            rules: vec![first],
+            dense: None,
+        }
+    }
+
+    /// Rules arrive in order; a rule repeating a pattern is listed once.
+    fn push(&mut self, rule: usize) {
+        if self.rules.last() != Some(&rule) {
+            self.rules.push(rule);
+        }
+    }
+
+    fn seal(&mut self, words: usize) {
+        if self.rules.len() > words {
+            let mut bits = vec![0; words];
+            for &rule in &self.rules {
+                set_bit(&mut bits, rule);
+            }
+            self.dense = Some(bits);
+        }
+    }
+
+    fn add_to(&self, into: &mut [u64]) {
+        match &self.dense {
+            Some(bits) => {
+                for (word, b) in into.iter_mut().zip(bits) {
+                    *word |= *b;
+                }
+            }
+            None => {
+                for &rule in &self.rules {
+                    set_bit(into, rule);
+                }
+            }
+        }
+    }
+
+    fn first(&self) -> Option<usize> {
+        self.rules.first().copied()
+    }
 }
 
 fn whole_set() -> Location {
@@ -574,6 +628,14 @@ impl RuleSet {
                 .fill(&host_candidate, &mut s.hits, &mut s.candidates);
             let mut path_misses = 0;
             let mut pruning = PathPruning::None;
+            let count: u32 = s.candidates.iter().map(|w| w.count_ones()).sum();
+            if count > PRUNE_BY_PREFIX_ABOVE {
+                self.path_prefixes.fill(&path, &mut s.paths);
+                for (c, p) in s.candidates.iter_mut().zip(&s.paths) {
+                    *c &= *p;
+                }
+                pruning = PathPruning::Prefixes;
+            }
             for word in 0..self.words {
                 let mut bits = s.candidates.get(word).copied().unwrap_or(0);
                 while bits != 0 {
@@ -587,22 +649,14 @@ impl RuleSet {
                         continue;
                     }
                     if !rule.paths.is_empty() {
-                        let prune = match pruning {
-                            PathPruning::None if path_misses >= PATH_MISSES_BEFORE_PREFIXES => {
-                                self.path_prefixes.fill(&path, &mut s.paths);
-                                Some(PathPruning::Prefixes)
-                            }
-                            PathPruning::Prefixes if path_misses >= PATH_MISSES_BEFORE_GLOBSET => {
-                                self.paths.fill(&path_candidate, &mut s.hits, &mut s.paths);
-                                Some(PathPruning::Exact)
-                            }
-                            _ => None,
-                        };
-                        if let Some(level) = prune {
+                        if pruning != PathPruning::Exact
+                            && path_misses >= PATH_MISSES_BEFORE_GLOBSET
+                        {
+                            self.paths.fill(&path_candidate, &mut s.hits, &mut s.paths);
                             for (c, p) in s.candidates.iter_mut().zip(&s.paths) {
                                 *c &= *p;
                             }
-                            pruning = level;
+                            pruning = PathPruning::Exact;
                             bits &= s.candidates.get(word).copied().unwrap_or(0);
                             if !has_bit(&s.paths, i) {
                                 continue;
@@ -648,7 +702,7 @@ impl RuleSet {
     /// `Intercept`, which explanations need).
     fn connect(&self, host: &str) -> (ConnectDecision<'_>, Option<&Rule>) {
         let key = HostKey::new(host);
-        let first = with_scratch(0, |s| {
+        let first = with_scratch(self.words, |s| {
             self.hosts
                 .first(&Candidate::from_bytes(key.as_bytes()), &mut s.hits)
         });
@@ -1411,6 +1465,25 @@ path = ["/v1/admin/**"]
     }
 
     #[test]
+    fn path_normalisation_decodes_only_unreserved_characters() {
+        for (raw, matched) in [
+            ("/v1/plain", "/v1/plain"),
+            ("/%7Euser/%41b", "/~user/Ab"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/x%", "/x%"),
+            ("/x%zz%2", "/x%zz%2"),
+            ("/x%+4", "/x%+4"),
+            ("/é%41", "/éA"),
+            ("/a/./b/.", "/a/b/"),
+            ("/a/b/../../..", "/"),
+            ("/a/%2E%2E/b", "/b"),
+            ("/.well-known/x", "/.well-known/x"),
+        ] {
+            assert_eq!(normalize_path(raw), matched, "{raw}");
+        }
+    }
+
+    #[test]
     fn query_conditions_need_the_parameter_and_match_any_occurrence() {
         let set = set(
             "[[rule]]\nname = \"live\"\naction = \"review\"\nquery = { mode = \"live*\" }\n",
@@ -1878,6 +1951,14 @@ stripe          automatic  connect  api.stripe.com                              
             }
         }
         assert_eq!(checked, 84);
+    }
+
+    #[test]
+    fn empty_rule_set_applies_unmatched_everywhere() {
+        let set = RuleSet::new(Vec::new(), Action::Deny).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(name(&set, &req("GET", "a.com", "/")), None);
+        assert_eq!(connect(&set, "a.com"), "refuse by unmatched");
+        assert!(set.classification_table().contains("(unmatched)  deny"));
     }
 
     #[test]

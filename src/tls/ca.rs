@@ -47,6 +47,29 @@ impl Ca {
     /// Loads the CA from `dir`, creating it first if neither file exists.
     /// Returns whether it was created.
     pub fn load_or_create(dir: &Path) -> Result<(Ca, bool), TlsError> {
+        fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        // Two processes starting on one directory (sidecar restarts, a
+        // test suite) must agree on one CA: decide under a file lock.
+        let lock_path = dir.join(".lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|source| TlsError::Io {
+                path: lock_path,
+                source,
+            })?;
+        let result = Ca::load_or_create_locked(dir);
+        drop(lock);
+        result
+    }
+
+    fn load_or_create_locked(dir: &Path) -> Result<(Ca, bool), TlsError> {
         let cert = dir.join(CERT_FILE);
         let key = dir.join(KEY_FILE);
         match (cert.exists(), key.exists()) {
@@ -97,10 +120,6 @@ impl Ca {
     }
 
     fn create(dir: &Path) -> Result<Ca, TlsError> {
-        fs::create_dir_all(dir).map_err(|source| TlsError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -223,6 +242,26 @@ mod tests {
         let (again, created) = Ca::load_or_create(dir.path()).unwrap();
         assert!(!created);
         assert_eq!(ca.cert_pem(), again.cert_pem());
+    }
+
+    #[test]
+    fn concurrent_starts_agree_on_one_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let pems: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        Ca::load_or_create(dir.path())
+                            .unwrap()
+                            .0
+                            .cert_pem()
+                            .to_owned()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(pems.windows(2).all(|w| w[0] == w[1]));
     }
 
     #[test]
