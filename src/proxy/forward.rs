@@ -79,13 +79,13 @@ async fn classify_and_send(
     } else {
         proxy.upstream.send(upstream_req).await?
     };
-    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut res);
-            tokio::spawn(splice_upgrade(client_upgrade, upstream_upgrade));
-            strip_hop_by_hop(res.headers_mut(), true);
-            return Ok(res.map(Either::Left));
-        }
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        tokio::spawn(splice_upgrade(client_upgrade, upstream_upgrade));
+        strip_hop_by_hop(res.headers_mut(), true);
+        return Ok(res.map(Either::Left));
     }
     strip_hop_by_hop(res.headers_mut(), false);
     Ok(res.map(Either::Left))
