@@ -19,7 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::rules::{Action, Location};
-use crate::window::{Window, parse_duration};
+use crate::window::{Window, WorkingClock, parse_duration};
 
 /// The prefix of every environment override.
 const ENV_PREFIX: &str = "AIRLOCK_";
@@ -35,7 +35,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub rules: RulesConfig,
     pub defaults: Defaults,
-    pub business_hours: BusinessHours,
+    /// `[business_hours]`: what a business day (`1bd`) means.
+    pub business_hours: WorkingClock,
     pub reviewers: Vec<Reviewer>,
     pub notify: Vec<NotifySink>,
 }
@@ -80,16 +81,6 @@ pub struct Defaults {
     pub unmatched: Action,
     pub window: Window,
     pub held_status: StatusCode,
-}
-
-#[derive(Debug, Clone)]
-pub struct BusinessHours {
-    pub timezone: String,
-    /// Working days, Monday = 0.
-    pub days: Vec<u8>,
-    /// Minutes after midnight.
-    pub start: u16,
-    pub end: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -630,27 +621,42 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             message: "start must be before end".into(),
         });
     }
-    let business_hours = BusinessHours {
-        timezone: b.scalar(
-            "business_hours",
-            "timezone",
-            h.timezone,
-            "UTC".to_owned(),
-            |s: String| {
-                if s.is_empty() {
-                    Err("an IANA time-zone name is needed, such as \"Europe/Paris\"".into())
-                } else {
-                    Ok(s)
-                }
-            },
-        ),
-        days: b.list(
-            "business_hours",
-            "days",
-            h.days,
-            vec![0, 1, 2, 3, 4],
-            parse_weekday,
-        ),
+    let tz = b.scalar(
+        "business_hours",
+        "timezone",
+        h.timezone,
+        jiff::tz::TimeZone::UTC,
+        |s: String| {
+            jiff::tz::TimeZone::get(&s).map_err(|_| {
+                format!("{s:?} is not an IANA time-zone name such as \"Europe/Paris\"")
+            })
+        },
+    );
+    let day_list = b.list(
+        "business_hours",
+        "days",
+        h.days,
+        vec![0, 1, 2, 3, 4],
+        parse_weekday,
+    );
+    let mut days = [false; 7];
+    for d in day_list {
+        days[usize::from(d)] = true;
+    }
+    if !days.iter().any(|d| *d) {
+        b.errors.push(ConfigError {
+            origin: Origin::File(Location {
+                file: b.file.to_owned(),
+                line: 0,
+                column: 0,
+            }),
+            key: "[business_hours] days".into(),
+            message: "at least one working day is needed".into(),
+        });
+    }
+    let business_hours = WorkingClock {
+        tz,
+        days,
         start,
         end,
     };
@@ -974,7 +980,7 @@ mod tests {
         assert_eq!(c.defaults.unmatched, Action::Review);
         assert_eq!(c.defaults.window.to_string(), "4h");
         assert_eq!(c.defaults.held_status, StatusCode::FORBIDDEN);
-        assert_eq!(c.business_hours.days, vec![0, 1, 2, 3, 4]);
+        assert_eq!(c.business_hours, WorkingClock::default());
         assert_eq!((c.business_hours.start, c.business_hours.end), (540, 1020));
     }
 
@@ -1037,6 +1043,18 @@ mod tests {
         let msg = only_error("", &env);
         assert!(msg.contains("AIRLOCK_PROXY_LISTN"), "{msg}");
         assert!(msg.contains("AIRLOCK_PROXY_LISTEN"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_time_zone_is_an_error() {
+        let msg = only_error(
+            "[business_hours]\ntimezone = \"Mars/Olympus\"\n",
+            &Env::default(),
+        );
+        assert!(
+            msg.starts_with("airlock.toml:2:12: [business_hours] timezone:"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub enum ProxyError {
     /// The agent's body stream broke while airlock read it.
     #[error("reading the request body failed: {0}")]
     ClientBody(String),
+    /// A reviewed request could not be held: it is refused, never sent.
+    #[error("the request needs review and could not be held: {0}")]
+    Hold(String),
     /// The upstream could not be reached or did not answer.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -31,6 +34,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Hold(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(UpstreamError::ConnectTimeout { .. }) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -44,6 +48,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::BodyTooLarge { .. } => "too_large",
             ProxyError::ClientBody(_) => "bad_request",
+            ProxyError::Hold(_) => "unavailable",
             ProxyError::Upstream(_) => "bad_gateway",
         }
     }

@@ -3,14 +3,17 @@
 //!
 //! Data flows one way: [`server`] accepts agent connections and hands them to
 //! [`proxy`], which classifies each request with [`rules`] and then tunnels,
-//! forwards (through [`upstream`]) or refuses it. [`tls`] mints the
+//! forwards (through [`upstream`]), refuses, or holds it in [`holds`] for a
+//! reviewer to decide through [`review`]. [`tls`] mints the
 //! certificates interception needs; [`config`] reads `airlock.toml`;
 //! [`commands`] implements the command line that `main.rs` parses.
 
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod holds;
 pub mod proxy;
+pub mod review;
 pub mod rules;
 pub mod server;
 pub mod tls;

@@ -13,8 +13,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Reviewer};
+use crate::holds::release::Releaser;
+use crate::holds::store::{Clock, system_clock};
+use crate::holds::{Store, StoreError};
 use crate::proxy::Proxy;
+use crate::proxy::held::Holding;
+use crate::review::ReviewState;
 use crate::rules::{RuleError, RuleSet};
 use crate::tls::{Ca, LeafCache, TlsError};
 use crate::upstream::Upstream;
@@ -23,6 +28,10 @@ use crate::upstream::Upstream;
 const LEAF_CACHE_HOSTS: usize = 1024;
 /// Agent connections served at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 10_000;
+/// How long an upstream may take to answer a released hold.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the hash of the generated admin token is kept.
+const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -35,14 +44,20 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "[review] listen = {0} is not a loopback address and no [[reviewer]] is configured: add reviewers with token hashes, or keep the review server on 127.0.0.1"
+    )]
+    ReviewExposed(SocketAddr),
 }
 
 impl StartError {
     /// 2 for what the operator must fix in configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Rules(_) | StartError::Tls(_) => 2,
-            StartError::Bind { .. } => 1,
+            StartError::Rules(_) | StartError::Tls(_) | StartError::ReviewExposed(_) => 2,
+            StartError::Bind { .. } | StartError::Store(_) => 1,
         }
     }
 }
@@ -66,53 +81,152 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
 pub struct Running {
     /// Where agents connect (the real port when `listen` asked for 0).
     pub proxy_addr: SocketAddr,
+    /// Where reviewers and the page connect.
+    pub review_addr: SocketAddr,
     /// The CA whose leaves intercepted agents see.
     pub ca: Arc<Ca>,
+    pub store: Store,
+    pub releaser: Arc<Releaser>,
     shutdown: watch::Sender<bool>,
-    accept: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting and waits for the accept loop to end.
+    /// Stops accepting, waits for the listeners to close and flushes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.accept.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(e) = self.store.flush().await {
+            tracing::error!(error = %e, "flushing the store at shutdown failed");
+        }
     }
 }
 
-/// Loads everything, binds the listener and starts serving.
+/// Loads everything, binds the listeners and starts serving.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
+    start_with_clock(config, system_clock()).await
+}
+
+/// [`start`] with the store reading time from `clock` (tests move it).
+pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
     let rules = Arc::new(load_rules(config).map_err(StartError::Rules)?);
+    if config.reviewers.is_empty() && !config.review.listen.ip().is_loopback() {
+        return Err(StartError::ReviewExposed(config.review.listen));
+    }
     let (ca, created) = Ca::load_or_create(&config.tls.ca_dir)?;
     if created {
         tracing::info!(dir = %config.tls.ca_dir.display(), "created a new airlock CA; agents must trust {}", config.tls.ca_dir.join(crate::tls::ca::CERT_FILE).display());
     }
     let ca = Arc::new(ca);
+    let store = Store::open(&config.store.path, clock)?;
+    let reviewers = reviewers(config, &store).await?;
+    let upstream = Upstream::new(&config.proxy)?;
+    let releaser = Arc::new(Releaser::new(
+        store.clone(),
+        upstream.clone(),
+        config.proxy.max_body,
+        RELEASE_TIMEOUT,
+    ));
     let proxy = Arc::new(Proxy {
         rules: rules.clone(),
-        upstream: Upstream::new(&config.proxy)?,
+        upstream,
         leaves: LeafCache::new(ca.clone(), LEAF_CACHE_HOSTS)?,
         max_body: config.proxy.max_body,
+        holding: Holding {
+            store: store.clone(),
+            business_hours: config.business_hours.clone(),
+            default_window: config.defaults.window,
+            held_status: config.defaults.held_status,
+            public_url: config.review.public_url.clone(),
+        },
     });
-    let listener = TcpListener::bind(config.proxy.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.proxy.listen,
-            source,
-        })?;
-    let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.proxy.listen,
-        source,
-    })?;
+    let (listener, proxy_addr) = bind(config.proxy.listen).await?;
+    let (review_listener, review_addr) = bind(config.review.listen).await?;
+    // Before serving: mid-send holds become interrupted, overdue ones expire,
+    // approved-but-unclaimed ones are sent now.
+    for id in store.recover().await? {
+        releaser.spawn(id);
+    }
     tracing::info!(listen = %proxy_addr, rules = rules.rules().len(), unmatched = %rules.unmatched(), "airlock proxy listening");
+    tracing::info!(listen = %review_addr, reviewers = reviewers.len(), "review server listening");
+    let review = crate::review::api::router(Arc::new(ReviewState {
+        store: store.clone(),
+        releaser: releaser.clone(),
+        rules,
+        reviewers,
+        ca_pem: ca.cert_pem().to_owned(),
+    }));
     let (shutdown, stop) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(listener, proxy, stop));
+    let mut review_stop = stop.clone();
+    let tasks = vec![
+        tokio::spawn(accept_loop(listener, proxy, stop.clone())),
+        tokio::spawn(crate::holds::expiry::run(store.clone(), stop)),
+        tokio::spawn(async move {
+            let served = axum::serve(review_listener, review)
+                .with_graceful_shutdown(async move {
+                    let _ = review_stop.changed().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "review server failed");
+            }
+        }),
+    ];
     Ok(Running {
         proxy_addr,
+        review_addr,
         ca,
+        store,
+        releaser,
         shutdown,
-        accept,
+        tasks,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// The configured reviewers; with none, one admin whose token is made on
+/// first start, kept only as a hash, and shown once as a login URL.
+async fn reviewers(config: &Config, store: &Store) -> Result<Vec<Reviewer>, StartError> {
+    if !config.reviewers.is_empty() {
+        return Ok(config.reviewers.clone());
+    }
+    let hash = match store.meta_get(ADMIN_TOKEN_KEY)? {
+        Some(h) if h.len() == 32 => {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&h);
+            tracing::info!(
+                "no [[reviewer]] configured: using the admin token created on first start (its login URL was logged then)"
+            );
+            out
+        }
+        _ => {
+            let token = crate::holds::random_token();
+            let hash = crate::review::auth::token_hash(&token);
+            store.meta_set(ADMIN_TOKEN_KEY, &hash).await?;
+            tracing::warn!(
+                "no [[reviewer]] configured: created an admin token. Log in once at {}/?token={token} (API: Authorization: Bearer {token}). It is stored only as a hash and not shown again.",
+                config.review.public_url
+            );
+            hash
+        }
+    };
+    Ok(vec![Reviewer {
+        name: "admin".into(),
+        token_sha256: hash,
+        admin: true,
+        notify: None,
+    }])
 }
 
 /// Runs until SIGINT or SIGTERM.

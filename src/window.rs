@@ -1,8 +1,8 @@
 //! Response windows and durations as people write them in rules and config:
 //! `30s`, `30m`, `2h`, `1d`, and business days (`1bd`). This module owns their
-//! parsing and their canonical spelling. It must never read a clock or know
-//! what a business day means in hours: turning `1bd` into an instant needs the
-//! `[business_hours]` calendar, which belongs to whoever schedules expiry.
+//! parsing, their canonical spelling, and turning a window opened at an
+//! instant into the instant it ends, on a [`WorkingClock`] built from
+//! `[business_hours]`. It never reads the clock itself: callers pass `now`.
 
 use std::fmt;
 use std::time::Duration;
@@ -116,6 +116,103 @@ fn parse_count(digits: &str) -> Option<u64> {
     (n > 0).then_some(n)
 }
 
+/// The working week a business-day window counts in: which weekdays work,
+/// the working hours on them, and the time zone they are read in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkingClock {
+    pub tz: jiff::tz::TimeZone,
+    /// Monday = 0.
+    pub days: [bool; 7],
+    /// Minutes after midnight, `start < end`.
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Default for WorkingClock {
+    /// Monday to Friday, 09:00 to 17:00 UTC.
+    fn default() -> WorkingClock {
+        WorkingClock {
+            tz: jiff::tz::TimeZone::UTC,
+            days: [true, true, true, true, true, false, false],
+            start: 9 * 60,
+            end: 17 * 60,
+        }
+    }
+}
+
+impl Window {
+    /// When a window opened at `from` ends.
+    ///
+    /// A business-day window ends at the same working-clock point N working
+    /// days later: a request at Wednesday 10:00 with `1bd` ends Thursday
+    /// 10:00. Outside working hours the clock stands still at the end of the
+    /// last working period, so a request on Saturday, or Monday before
+    /// opening, with `1bd` ends at the close of the next working day
+    /// (Monday 17:00). Times are read as wall-clock times in the zone, so a
+    /// daylight-saving change in between keeps 10:00 at 10:00; a wall-clock
+    /// time that does not exist that day resolves forward.
+    pub fn ends_at(&self, from: jiff::Timestamp, clock: &WorkingClock) -> jiff::Timestamp {
+        match self {
+            Window::Fixed(d) => {
+                let d = jiff::SignedDuration::try_from(*d).unwrap_or(jiff::SignedDuration::MAX);
+                from.checked_add(d).unwrap_or(jiff::Timestamp::MAX)
+            }
+            Window::BusinessDays(n) => clock.add_business_days(from, *n),
+        }
+    }
+}
+
+impl WorkingClock {
+    fn works(&self, date: jiff::civil::Date) -> bool {
+        self.days[date.weekday().to_monday_zero_offset() as usize]
+    }
+
+    fn step(&self, date: jiff::civil::Date, forward: bool) -> jiff::civil::Date {
+        let mut d = date;
+        // At most a week away, since validation keeps one working day.
+        for _ in 0..7 {
+            d = if forward { d.tomorrow() } else { d.yesterday() }.unwrap_or(d);
+            if self.works(d) {
+                return d;
+            }
+        }
+        d
+    }
+
+    fn add_business_days(&self, from: jiff::Timestamp, n: u32) -> jiff::Timestamp {
+        if !self.days.iter().any(|d| *d) {
+            return from;
+        }
+        let local = from.to_zoned(self.tz.clone()).datetime();
+        let date = local.date();
+        let minute = i32::from(local.hour()) * 60 + i32::from(local.minute());
+        let (start, end) = (i32::from(self.start), i32::from(self.end));
+        // The working-clock point `from` stands at: (date, time of day).
+        let (mut date, time) = if self.works(date) && minute >= start && minute < end {
+            (date, local.time())
+        } else if self.works(date) && minute >= end {
+            (date, clock_time(end))
+        } else {
+            (self.step(date, false), clock_time(end))
+        };
+        for _ in 0..n {
+            date = self.step(date, true);
+        }
+        date.to_datetime(time)
+            .to_zoned(self.tz.clone())
+            .map(|z| z.timestamp())
+            .unwrap_or(from)
+    }
+}
+
+fn clock_time(minutes: i32) -> jiff::civil::Time {
+    if minutes >= 24 * 60 {
+        return jiff::civil::Time::MAX;
+    }
+    jiff::civil::Time::new((minutes / 60) as i8, (minutes % 60) as i8, 0, 0)
+        .unwrap_or(jiff::civil::Time::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +309,108 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(61)), "61s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
         assert_eq!(format_duration(Duration::from_millis(1_500)), "1.5s");
+    }
+
+    mod business_days {
+        use super::super::*;
+        use jiff::Timestamp;
+
+        fn at(s: &str) -> Timestamp {
+            s.parse().unwrap()
+        }
+
+        fn paris() -> WorkingClock {
+            WorkingClock {
+                tz: jiff::tz::TimeZone::get("Europe/Paris").unwrap(),
+                ..WorkingClock::default()
+            }
+        }
+
+        #[test]
+        fn within_hours_ends_at_the_same_time_next_working_day() {
+            let w = Window::BusinessDays(1);
+            let c = WorkingClock::default();
+            // Wednesday 10:00 -> Thursday 10:00.
+            assert_eq!(
+                w.ends_at(at("2026-11-25T10:00:00Z"), &c),
+                at("2026-11-26T10:00:00Z")
+            );
+            // Friday 16:00 -> Monday 16:00, across the weekend.
+            assert_eq!(
+                w.ends_at(at("2026-11-27T16:00:00Z"), &c),
+                at("2026-11-30T16:00:00Z")
+            );
+            // Two business days from Thursday 11:30 -> Monday 11:30.
+            assert_eq!(
+                Window::BusinessDays(2).ends_at(at("2026-11-26T11:30:00Z"), &c),
+                at("2026-11-30T11:30:00Z")
+            );
+        }
+
+        #[test]
+        fn outside_hours_the_clock_stands_at_the_last_close() {
+            let w = Window::BusinessDays(1);
+            let c = WorkingClock::default();
+            // Saturday -> close of Monday.
+            assert_eq!(
+                w.ends_at(at("2026-11-28T12:00:00Z"), &c),
+                at("2026-11-30T17:00:00Z")
+            );
+            // Friday evening -> close of Monday.
+            assert_eq!(
+                w.ends_at(at("2026-11-27T18:00:00Z"), &c),
+                at("2026-11-30T17:00:00Z")
+            );
+            // Monday before opening -> close of Monday.
+            assert_eq!(
+                w.ends_at(at("2026-11-30T07:00:00Z"), &c),
+                at("2026-11-30T17:00:00Z")
+            );
+        }
+
+        #[test]
+        fn daylight_saving_change_keeps_the_wall_clock_time() {
+            let w = Window::BusinessDays(1);
+            // Friday 27 March 2026 10:00 CET (09:00 UTC); clocks go forward
+            // on Sunday 29 March; Monday 10:00 CEST is 08:00 UTC.
+            assert_eq!(
+                w.ends_at(at("2026-03-27T09:00:00Z"), &paris()),
+                at("2026-03-30T08:00:00Z")
+            );
+            // And back in October: Friday 23 Oct 10:00 CEST -> Monday 26 Oct 10:00 CET.
+            assert_eq!(
+                w.ends_at(at("2026-10-23T08:00:00Z"), &paris()),
+                at("2026-10-26T09:00:00Z")
+            );
+        }
+
+        #[test]
+        fn time_zone_decides_what_day_it_is() {
+            // Saturday 00:30 in Tokyo is still Friday 15:30 UTC.
+            let tokyo = WorkingClock {
+                tz: jiff::tz::TimeZone::get("Asia/Tokyo").unwrap(),
+                ..WorkingClock::default()
+            };
+            let w = Window::BusinessDays(1);
+            // In UTC it is Friday within hours: ends Monday 15:30 UTC.
+            assert_eq!(
+                w.ends_at(at("2026-11-27T15:30:00Z"), &WorkingClock::default()),
+                at("2026-11-30T15:30:00Z")
+            );
+            // In Tokyo it is Saturday: ends at the close of Monday, 17:00 JST.
+            assert_eq!(
+                w.ends_at(at("2026-11-27T15:30:00Z"), &tokyo),
+                at("2026-11-30T08:00:00Z")
+            );
+        }
+
+        #[test]
+        fn fixed_windows_are_plain_durations() {
+            let w = Window::Fixed(Duration::from_secs(2 * 3600));
+            assert_eq!(
+                w.ends_at(at("2026-11-28T12:00:00Z"), &WorkingClock::default()),
+                at("2026-11-28T14:00:00Z")
+            );
+        }
     }
 }

@@ -71,8 +71,8 @@ async fn curl_reaches_an_intercepted_host_with_the_airlock_ca() {
     .unwrap();
     assert_eq!(tls.0, "hello from upstream /i", "{}", tls.1);
     assert_eq!(plain_out.0, "hello from upstream /p", "{}", plain_out.1);
-    // POST matches no rule: unmatched defaults to review, never sent.
-    assert!(post.0.contains("\"airlock\":\"unavailable\""), "{post:?}");
+    // POST matches no rule: unmatched defaults to review: held, never sent.
+    assert!(post.0.contains("\"airlock\":\"held\""), "{post:?}");
     assert_eq!(up.count(), 1);
     a.stop().await;
 }

@@ -167,7 +167,7 @@ async fn denied_request_inside_interception_never_reaches_upstream() {
 }
 
 #[tokio::test]
-async fn reviewed_request_is_never_forwarded_while_no_queue_exists() {
+async fn reviewed_request_is_held_and_never_forwarded() {
     let pki = Pki::new();
     let tls_up = upstream(Some(&pki)).await;
     let plain_up = upstream(None).await;
@@ -178,10 +178,21 @@ async fn reviewed_request_is_never_forwarded_while_no_queue_exists() {
         format!("http://plain.test:{}/send", plain_up.port()),
     ] {
         let res = c.post(&target).body("{\"to\":\"x\"}").send().await.unwrap();
-        assert_eq!(res.status(), 503, "{target}");
+        assert_eq!(res.status(), 403, "{target}");
+        assert_eq!(res.headers()["airlock-state"], "pending");
+        let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
         let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["airlock"], "unavailable");
+        assert_eq!(body["airlock"], "held");
+        assert_eq!(body["id"], id);
+        assert_eq!(body["state"], "pending");
         assert_eq!(body["rule"], "intercept-review-send");
+        assert!(body["message"].as_str().unwrap().contains("NOT sent"));
+        assert!(
+            body["status_url"]
+                .as_str()
+                .unwrap()
+                .contains("/api/status/")
+        );
     }
     assert_eq!(tls_up.count(), 0);
     assert_eq!(plain_up.count(), 0);

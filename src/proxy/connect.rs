@@ -33,6 +33,7 @@ pub async fn handle(
     let target = Target {
         scheme: Scheme::HTTPS,
         authority: normalise(authority),
+        proxy_user: super::held::proxy_user(req.headers()),
     };
     let decision = proxy.rules.decide_connect(target.host());
     match decision {

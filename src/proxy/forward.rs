@@ -32,7 +32,7 @@ pub async fn handle(
     target: &Target,
     peer: SocketAddr,
 ) -> Response<Body> {
-    match classify_and_send(proxy, req, target).await {
+    match classify_and_send(proxy, req, target, peer).await {
         Ok(res) => res,
         Err(e) => {
             tracing::info!(%peer, host = target.host(), error = %e, "request failed");
@@ -45,6 +45,7 @@ async fn classify_and_send(
     proxy: &Proxy,
     mut req: Request<Incoming>,
     target: &Target,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -56,20 +57,37 @@ async fn classify_and_send(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let (action, rule, body) = match proxy.rules.decide(&view, BodyView::Unread) {
+    let (decision, body) = match proxy.rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {
             let bytes = read_body(&parts.headers, body, proxy.max_body).await?;
-            let (action, rule) = verdict(proxy, proxy.rules.decide(&view, BodyView::Read(&bytes)));
-            (action, rule, Either::Right(Full::new(bytes)))
+            let decision = proxy.rules.decide(&view, BodyView::Read(&bytes));
+            (decision, Either::Right(Full::new(bytes)))
         }
-        decision => {
-            let (action, rule) = verdict(proxy, decision);
-            (action, rule, Either::Left(body))
-        }
+        decision => (decision, Either::Left(body)),
+    };
+    let rule = decision.rule();
+    let action = match decision {
+        Decision::Matched(rule) => rule.action,
+        Decision::Unmatched => proxy.rules.unmatched(),
+        // A body was read and a rule still wants it: cannot happen, but if
+        // it did, hold rather than send.
+        Decision::NeedBody => Action::Review,
     };
     match action {
-        Action::Deny => return Ok(respond::denied(rule.as_deref())),
-        Action::Review => return Ok(respond::unavailable(rule.as_deref())),
+        Action::Deny => return Ok(respond::denied(rule.map(|r| r.name.as_str()))),
+        Action::Review => {
+            let bytes = match body {
+                Either::Right(full) => full
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default(),
+                Either::Left(incoming) => {
+                    read_body(&parts.headers, incoming, proxy.max_body).await?
+                }
+            };
+            return super::held::hold(&proxy.holding, parts, bytes, rule, target, peer).await;
+        }
         Action::Automatic => {}
     }
     prepare_request(&mut parts, target, upgrade)?;
@@ -89,17 +107,6 @@ async fn classify_and_send(
     }
     strip_hop_by_hop(res.headers_mut(), false);
     Ok(res.map(Either::Left))
-}
-
-/// The action and the name of the rule that decided it (`None`: unmatched).
-fn verdict(proxy: &Proxy, decision: Decision<'_>) -> (Action, Option<String>) {
-    match decision {
-        Decision::Matched(rule) => (rule.action, Some(rule.name.clone())),
-        // A body was read and still no rule needed more: `NeedBody` cannot
-        // repeat, but if it did, fail closed.
-        Decision::NeedBody => (Action::Review, None),
-        Decision::Unmatched => (proxy.rules.unmatched(), None),
-    }
 }
 
 /// Buffers a body a rule must inspect, refusing one over `limit` before

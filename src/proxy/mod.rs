@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod forward;
+pub mod held;
 pub mod intercept;
 pub mod respond;
 pub mod tunnel;
@@ -36,8 +37,10 @@ pub struct Proxy {
     pub upstream: Upstream,
     /// Minted certificates for intercepted hosts.
     pub leaves: LeafCache,
-    /// The most airlock buffers of a body a rule must inspect.
+    /// The most airlock buffers of a body a rule must inspect or hold.
     pub max_body: u64,
+    /// Where reviewed requests go.
+    pub holding: held::Holding,
 }
 
 /// Where a request goes: scheme and authority (host, port) upstream.
@@ -45,6 +48,9 @@ pub struct Proxy {
 pub struct Target {
     pub scheme: Scheme,
     pub authority: Authority,
+    /// The `Proxy-Authorization` user of the CONNECT that opened an
+    /// intercepted connection: requests inside carry no proxy headers.
+    pub proxy_user: Option<String>,
 }
 
 impl Target {
@@ -83,6 +89,7 @@ impl Proxy {
                 let target = Target {
                     scheme: Scheme::HTTP,
                     authority: authority.clone(),
+                    proxy_user: None,
                 };
                 forward::handle(&self, req, &target, peer).await
             }

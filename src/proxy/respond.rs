@@ -1,5 +1,5 @@
-//! The canned answers agents get from airlock itself: denied, unavailable,
-//! and errors. Each is JSON with an `airlock` field naming what happened.
+//! The canned answers agents get from airlock itself: denied and errors
+//! (the held answer lives with holding, in `held`). Each is JSON with an `airlock` field naming what happened.
 //!
 //! These answers are built without fallible calls so that answering can
 //! never fail; they never echo request bodies or credentials back.
@@ -35,18 +35,6 @@ pub fn denied(rule: Option<&str>) -> Response<Body> {
     json(
         StatusCode::FORBIDDEN,
         &json!({ "airlock": "denied", "rule": rule, "message": message }),
-    )
-}
-
-/// The request needs review but no hold can be made: fail closed.
-pub fn unavailable(rule: Option<&str>) -> Response<Body> {
-    json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &json!({
-            "airlock": "unavailable",
-            "rule": rule,
-            "message": "This request was NOT sent: it needs human review and the review queue is not available.",
-        }),
     )
 }
 

@@ -294,6 +294,14 @@ impl Airlock {
         format!("http://{}", self.addr)
     }
 
+    pub fn review_url(&self) -> String {
+        format!("http://{}", self.running.as_ref().unwrap().review_addr)
+    }
+
+    pub fn store(&self) -> &airlock::holds::Store {
+        &self.running.as_ref().unwrap().store
+    }
+
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("certs/ca.pem")).unwrap()
     }
@@ -312,9 +320,69 @@ impl Airlock {
 /// Writes `rules` and a configuration (plus `extra` TOML appended to the
 /// `[proxy]` section) into a temp dir and starts airlock on it.
 pub async fn airlock(pki: &Pki, rules: &str, extra_proxy: &str) -> Airlock {
+    airlock_with(
+        pki,
+        rules,
+        extra_proxy,
+        "",
+        airlock::holds::store::system_clock(),
+    )
+    .await
+}
+
+/// Reviewers the hold tests log in as: (name, token).
+pub const ALICE: (&str, &str) = ("alice", "alice-token-0123456789");
+pub const BOB: (&str, &str) = ("bob", "bob-token-0123456789");
+pub const ROOT: (&str, &str) = ("root", "root-token-0123456789");
+
+/// `[[reviewer]]` sections for alice, bob and root (admin).
+pub fn reviewers_toml() -> String {
+    [(ALICE, false), (BOB, false), (ROOT, true)]
+        .iter()
+        .map(|((name, token), admin)| {
+            let hash = airlock::holds::hex(&airlock::review::auth::token_hash(token));
+            format!("[[reviewer]]\nname = \"{name}\"\ntoken_sha256 = \"{hash}\"\nadmin = {admin}\n")
+        })
+        .collect()
+}
+
+/// A test clock: starts at the real now, moves only when told.
+#[derive(Clone)]
+pub struct TestClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl TestClock {
+    pub fn new() -> TestClock {
+        TestClock(Arc::new(std::sync::atomic::AtomicI64::new(
+            jiff::Timestamp::now().as_millisecond(),
+        )))
+    }
+
+    pub fn advance(&self, d: std::time::Duration) {
+        self.0
+            .fetch_add(d.as_millis() as i64, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn clock(&self) -> airlock::holds::store::Clock {
+        let at = self.0.clone();
+        Arc::new(move || {
+            jiff::Timestamp::from_millisecond(at.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+        })
+    }
+}
+
+/// Starts airlock with extra top-level configuration and a clock.
+pub async fn airlock_with(
+    pki: &Pki,
+    rules: &str,
+    extra_proxy: &str,
+    extra: &str,
+    clock: airlock::holds::store::Clock,
+) -> Airlock {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), pki, rules, extra_proxy, "");
-    let running = airlock::server::start(&config).await.unwrap();
+    let config = write_config(dir.path(), pki, rules, extra_proxy, extra);
+    let running = airlock::server::start_with_clock(&config, clock)
+        .await
+        .unwrap();
     Airlock {
         addr: running.proxy_addr,
         running: Some(running),

@@ -1,0 +1,790 @@
+//! The hold store: sled trees and every state transition, each one atomic
+//! with its audit record and flushed to disk before the caller acts on it.
+//!
+//! Trees: `holds` (id → hold), `bodies` (id → request body), `expiry`
+//! (expires_at ‖ id, pending holds only, so the sweeper's cost follows what
+//! expires), `active` (pending and approved ids, for start-up recovery),
+//! `lookup` (retry fingerprints and idempotency keys → id), `tokens`
+//! (status-URL secret → id), `audit` and `meta`. This module knows no HTTP:
+//! it never sends anything and never decides who may decide.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use sled::Tree;
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
+use tokio::sync::broadcast;
+
+use super::audit::{self, Entry, Record};
+use super::{Hold, State, StoredResponse};
+
+/// Where "now" comes from: the system clock, or a test's.
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(jiff::Timestamp::now)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the hold store failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("the hold store holds unreadable data: {0}")]
+    Corrupt(String),
+    #[error("no such hold")]
+    NotFound,
+    #[error("the hold is {0}, not pending")]
+    NotPending(State),
+    #[error("this rule does not allow editing the body")]
+    NotEditable,
+}
+
+impl From<TransactionError<String>> for StoreError {
+    fn from(e: TransactionError<String>) -> StoreError {
+        match e {
+            TransactionError::Abort(reason) => decode_abort(&reason),
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        }
+    }
+}
+
+/// Transactions abort with a string; these prefixes carry the typed errors.
+fn decode_abort(reason: &str) -> StoreError {
+    if reason == "not found" {
+        StoreError::NotFound
+    } else if let Some(state) = reason.strip_prefix("not pending: ") {
+        State::parse(state).map_or_else(
+            || StoreError::Corrupt(reason.into()),
+            StoreError::NotPending,
+        )
+    } else {
+        StoreError::Corrupt(reason.into())
+    }
+}
+
+fn abort<T>(reason: impl Into<String>) -> ConflictableTransactionResult<T, String> {
+    Err(ConflictableTransactionError::Abort(reason.into()))
+}
+
+/// What happened to a hold, for the page, waiting agents and notifications.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldEvent {
+    /// held, approved, dismissed, expired, released, failed, interrupted.
+    pub event: &'static str,
+    pub id: String,
+    pub state: State,
+    pub rule: String,
+    pub actor: String,
+}
+
+/// The result of storing a new hold.
+#[derive(Debug)]
+pub enum Created {
+    New(Hold),
+    /// An identical request's hold that still stands.
+    Existing(Hold),
+}
+
+/// How a send ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Released(StoredResponse),
+    Failed(String),
+}
+
+/// Which holds a list shows.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub state: Option<State>,
+    pub rule: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// The store, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    holds: Tree,
+    bodies: Tree,
+    expiry: Tree,
+    active: Tree,
+    lookup: Tree,
+    tokens: Tree,
+    audit: Tree,
+    meta: Tree,
+    events: broadcast::Sender<HoldEvent>,
+    clock: Clock,
+}
+
+/// The trees as one transaction sees them.
+struct Tx<'a> {
+    holds: &'a TransactionalTree,
+    bodies: &'a TransactionalTree,
+    expiry: &'a TransactionalTree,
+    active: &'a TransactionalTree,
+    lookup: &'a TransactionalTree,
+    tokens: &'a TransactionalTree,
+    audit: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+}
+
+fn id_key(id: &str) -> Option<[u8; 16]> {
+    uuid::Uuid::parse_str(id).ok().map(|u| *u.as_bytes())
+}
+
+fn expiry_key(hold: &Hold, key: &[u8; 16]) -> [u8; 24] {
+    let ms = u64::try_from(hold.expires_at.as_millisecond()).unwrap_or(0);
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&ms.to_be_bytes());
+    k[8..].copy_from_slice(key);
+    k
+}
+
+fn idempotency_lookup(agent: &str, key: &str) -> Vec<u8> {
+    let mut k = b"i:".to_vec();
+    k.extend_from_slice(agent.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn fingerprint_lookup(fingerprint: &str) -> Vec<u8> {
+    let mut k = b"f:".to_vec();
+    k.extend_from_slice(fingerprint.as_bytes());
+    k
+}
+
+fn decode(bytes: &[u8]) -> Result<Hold, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("hold record: {e}"))
+}
+
+impl Tx<'_> {
+    fn get(&self, key: &[u8; 16]) -> ConflictableTransactionResult<Option<Hold>, String> {
+        match self.holds.get(key)? {
+            Some(v) => match decode(&v) {
+                Ok(h) => Ok(Some(h)),
+                Err(e) => abort(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a hold and keeps the indexes true to its state; purges
+    /// credentials once the state is final.
+    fn put(&self, hold: &mut Hold, key: &[u8; 16]) -> ConflictableTransactionResult<(), String> {
+        if hold.state.is_final() {
+            let secret: Vec<bool> = hold
+                .headers
+                .iter()
+                .map(|(k, _)| hold.is_secret(&k.to_ascii_lowercase()))
+                .collect();
+            let mut i = 0;
+            hold.headers.retain(|_| {
+                i += 1;
+                !secret[i - 1]
+            });
+            self.active.remove(&key[..])?;
+        } else {
+            self.active.insert(&key[..], &[])?;
+        }
+        let ek = expiry_key(hold, key);
+        if hold.state == State::Pending {
+            self.expiry.insert(&ek[..], &[])?;
+        } else {
+            self.expiry.remove(&ek[..])?;
+        }
+        match serde_json::to_vec(hold) {
+            Ok(bytes) => {
+                self.holds.insert(&key[..], bytes)?;
+                Ok(())
+            }
+            Err(e) => abort(e.to_string()),
+        }
+    }
+
+    fn audit(
+        &self,
+        at: jiff::Timestamp,
+        event: &str,
+        hold: &Hold,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> ConflictableTransactionResult<Record, String> {
+        audit::append(
+            self.audit,
+            self.meta,
+            at,
+            Entry {
+                event,
+                hold: &hold.id,
+                rule: &hold.rule,
+                actor,
+                detail,
+            },
+        )
+    }
+}
+
+/// Who acts when no person does.
+pub const SYSTEM: &str = "airlock";
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path, clock: Clock) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                holds: db.open_tree("holds")?,
+                bodies: db.open_tree("bodies")?,
+                expiry: db.open_tree("expiry")?,
+                active: db.open_tree("active")?,
+                lookup: db.open_tree("lookup")?,
+                tokens: db.open_tree("tokens")?,
+                audit: db.open_tree("audit")?,
+                meta: db.open_tree("meta")?,
+                db,
+                events,
+                clock,
+            }),
+        })
+    }
+
+    pub fn now(&self) -> jiff::Timestamp {
+        (self.inner.clock)()
+    }
+
+    /// Hold events as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<HoldEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    fn transact<R>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> ConflictableTransactionResult<R, String>,
+    ) -> Result<R, StoreError> {
+        use sled::Transactional;
+        let i = &self.inner;
+        let r = (
+            &i.holds, &i.bodies, &i.expiry, &i.active, &i.lookup, &i.tokens, &i.audit, &i.meta,
+        )
+            .transaction(
+                |(holds, bodies, expiry, active, lookup, tokens, audit, meta)| {
+                    f(&Tx {
+                        holds,
+                        bodies,
+                        expiry,
+                        active,
+                        lookup,
+                        tokens,
+                        audit,
+                        meta,
+                    })
+                },
+            )?;
+        Ok(r)
+    }
+
+    fn announce(&self, record: &Record, hold: &Hold, event: &'static str) {
+        tracing::info!(
+            target: "airlock::audit",
+            seq = record.seq,
+            event,
+            hold = %hold.id,
+            rule = %hold.rule,
+            actor = %record.actor,
+            detail = %record.detail,
+            hash = %record.hash,
+            "audit"
+        );
+        let _ = self.inner.events.send(HoldEvent {
+            event,
+            id: hold.id.clone(),
+            state: hold.state,
+            rule: hold.rule.clone(),
+            actor: record.actor.clone(),
+        });
+    }
+
+    /// Stores a new hold durably, unless an identical request's hold still
+    /// stands (pending, approved, released and not yet replayed, or
+    /// dismissed), in which case that one is returned.
+    pub async fn create(&self, hold: Hold, body: Bytes) -> Result<Created, StoreError> {
+        let key = id_key(&hold.id).ok_or_else(|| StoreError::Corrupt("bad hold id".into()))?;
+        let now = self.now();
+        let fp = fingerprint_lookup(&hold.fingerprint);
+        let idem = hold
+            .idempotency_key
+            .as_deref()
+            .map(|k| idempotency_lookup(&hold.agent, k));
+        let result = self.transact(|tx| {
+            for lookup in std::iter::once(&fp).chain(idem.as_ref()) {
+                if let Some(existing) = tx.lookup.get(lookup)? {
+                    let Ok(existing_key) = <[u8; 16]>::try_from(&existing[..]) else {
+                        continue;
+                    };
+                    if let Some(existing) = tx.get(&existing_key)?
+                        && stands(&existing)
+                    {
+                        return Ok((Created::Existing(existing), None));
+                    }
+                }
+            }
+            let mut hold = hold.clone();
+            tx.put(&mut hold, &key)?;
+            tx.bodies.insert(&key[..], body.as_ref())?;
+            tx.tokens.insert(hold.status_token.as_bytes(), &key[..])?;
+            tx.lookup.insert(fp.as_slice(), &key[..])?;
+            if let Some(idem) = &idem {
+                tx.lookup.insert(idem.as_slice(), &key[..])?;
+            }
+            let record = tx.audit(
+                now,
+                "held",
+                &hold,
+                SYSTEM,
+                serde_json::json!({
+                    "agent": hold.agent, "trigger": hold.trigger, "method": hold.method,
+                    "url": hold.url, "expires_at": hold.expires_at, "body_size": hold.body_size,
+                }),
+            )?;
+            Ok((Created::New(hold), Some(record)))
+        })?;
+        self.flush().await?;
+        match result {
+            (Created::New(hold), Some(record)) => {
+                self.announce(&record, &hold, "held");
+                Ok(Created::New(hold))
+            }
+            (created, _) => Ok(created),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Hold>, StoreError> {
+        let Some(key) = id_key(id) else {
+            return Ok(None);
+        };
+        match self.inner.holds.get(key)? {
+            Some(v) => decode(&v).map(Some).map_err(StoreError::Corrupt),
+            None => Ok(None),
+        }
+    }
+
+    pub fn body(&self, id: &str) -> Result<Option<Bytes>, StoreError> {
+        let Some(key) = id_key(id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .bodies
+            .get(key)?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    /// The hold a status-URL secret names.
+    pub fn by_token(&self, token: &str) -> Result<Option<Hold>, StoreError> {
+        match self.inner.tokens.get(token.as_bytes())? {
+            Some(key) => match self.inner.holds.get(key)? {
+                Some(v) => decode(&v).map(Some).map_err(StoreError::Corrupt),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// A page of holds: pending ones soonest expiry first, others newest
+    /// first. The cursor is opaque to callers.
+    pub fn list(&self, filter: &ListFilter) -> Result<(Vec<Hold>, Option<String>), StoreError> {
+        let limit = filter.limit.clamp(1, 500);
+        let mut out = Vec::with_capacity(limit);
+        let cursor = filter.cursor.as_deref().and_then(unhex);
+        let keep = |h: &Hold| {
+            filter.state.is_none_or(|s| h.state == s)
+                && filter.rule.as_deref().is_none_or(|r| h.rule == r)
+        };
+        let mut last: Option<Vec<u8>> = None;
+        if filter.state == Some(State::Pending) {
+            let range = match &cursor {
+                Some(c) => self.inner.expiry.range::<&[u8], _>((
+                    std::ops::Bound::Excluded(c.as_slice()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => self.inner.expiry.iter(),
+            };
+            for item in range {
+                let (k, _) = item?;
+                let Some(hold) = self.get_by_key(&k[8..])? else {
+                    continue;
+                };
+                if keep(&hold) {
+                    out.push(hold);
+                    last = Some(k.to_vec());
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+        } else {
+            let range = match &cursor {
+                Some(c) => self.inner.holds.range::<&[u8], _>(..c.as_slice()).rev(),
+                None => self.inner.holds.iter().rev(),
+            };
+            for item in range {
+                let (k, v) = item?;
+                let hold = decode(&v).map_err(StoreError::Corrupt)?;
+                if keep(&hold) {
+                    out.push(hold);
+                    last = Some(k.to_vec());
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = if out.len() == limit {
+            last.map(|k| super::hex(&k))
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    fn get_by_key(&self, key: &[u8]) -> Result<Option<Hold>, StoreError> {
+        match self.inner.holds.get(key)? {
+            Some(v) => decode(&v).map(Some).map_err(StoreError::Corrupt),
+            None => Ok(None),
+        }
+    }
+
+    /// Pending → approved, atomically: of any number of concurrent
+    /// approvals exactly one succeeds. An edited body replaces the stored one.
+    pub async fn approve(
+        &self,
+        id: &str,
+        who: &str,
+        note: Option<String>,
+        edited: Option<Bytes>,
+    ) -> Result<Hold, StoreError> {
+        let key = id_key(id).ok_or(StoreError::NotFound)?;
+        let now = self.now();
+        let (hold, record) = self.transact(|tx| {
+            let Some(mut hold) = tx.get(&key)? else {
+                return abort("not found");
+            };
+            if hold.state != State::Pending {
+                return abort(format!("not pending: {}", hold.state));
+            }
+            let mut detail = serde_json::json!({ "note": note, "edited": edited.is_some() });
+            if let Some(body) = &edited {
+                let old = tx.bodies.get(&key[..])?.unwrap_or_default();
+                detail["body_sha256_before"] = sha256_hex(&old).into();
+                detail["body_sha256_after"] = sha256_hex(body).into();
+                tx.bodies.insert(&key[..], body.as_ref())?;
+                hold.body_size = body.len() as u64;
+                hold.edited = true;
+            }
+            hold.state = State::Approved;
+            hold.decided_at = Some(now);
+            hold.decided_by = Some(who.to_owned());
+            hold.note = note.clone();
+            tx.put(&mut hold, &key)?;
+            let record = tx.audit(now, "approved", &hold, who, detail)?;
+            Ok((hold, record))
+        })?;
+        self.flush().await?;
+        self.announce(&record, &hold, "approved");
+        Ok(hold)
+    }
+
+    /// Pending → dismissed.
+    pub async fn dismiss(
+        &self,
+        id: &str,
+        who: &str,
+        reason: Option<String>,
+    ) -> Result<Hold, StoreError> {
+        let key = id_key(id).ok_or(StoreError::NotFound)?;
+        let now = self.now();
+        let (hold, record) = self.transact(|tx| {
+            let Some(mut hold) = tx.get(&key)? else {
+                return abort("not found");
+            };
+            if hold.state != State::Pending {
+                return abort(format!("not pending: {}", hold.state));
+            }
+            hold.state = State::Dismissed;
+            hold.decided_at = Some(now);
+            hold.decided_by = Some(who.to_owned());
+            hold.reason = reason.clone();
+            tx.put(&mut hold, &key)?;
+            let record = tx.audit(
+                now,
+                "dismissed",
+                &hold,
+                who,
+                serde_json::json!({ "reason": reason }),
+            )?;
+            Ok((hold, record))
+        })?;
+        self.flush().await?;
+        self.announce(&record, &hold, "dismissed");
+        Ok(hold)
+    }
+
+    /// Claims an approved hold for sending and makes the claim durable
+    /// before returning it: the only way to get a hold to send. `None` when
+    /// it is not approved or someone else claimed it.
+    pub async fn claim(&self, id: &str) -> Result<Option<(Hold, Bytes)>, StoreError> {
+        let key = id_key(id).ok_or(StoreError::NotFound)?;
+        let claimed = self.transact(|tx| {
+            let Some(mut hold) = tx.get(&key)? else {
+                return Ok(None);
+            };
+            if hold.state != State::Approved || hold.sending {
+                return Ok(None);
+            }
+            hold.sending = true;
+            tx.put(&mut hold, &key)?;
+            let body = tx.bodies.get(&key[..])?.unwrap_or_default();
+            Ok(Some((hold, Bytes::copy_from_slice(&body))))
+        })?;
+        if claimed.is_some() {
+            self.flush().await?;
+        }
+        Ok(claimed)
+    }
+
+    /// Records how a claimed send ended.
+    pub async fn finish(&self, id: &str, outcome: Outcome) -> Result<Hold, StoreError> {
+        let key = id_key(id).ok_or(StoreError::NotFound)?;
+        let now = self.now();
+        let (hold, record, event) = self.transact(|tx| {
+            let Some(mut hold) = tx.get(&key)? else {
+                return abort("not found");
+            };
+            if hold.state != State::Approved || !hold.sending {
+                return abort(format!(
+                    "hold {} was not being sent ({})",
+                    hold.id, hold.state
+                ));
+            }
+            hold.sending = false;
+            let (event, detail) = match &outcome {
+                Outcome::Released(res) => {
+                    hold.state = State::Released;
+                    hold.response = Some(res.clone());
+                    ("released", serde_json::json!({ "status": res.status }))
+                }
+                Outcome::Failed(err) => {
+                    hold.state = State::Failed;
+                    hold.error = Some(err.clone());
+                    ("failed", serde_json::json!({ "error": err }))
+                }
+            };
+            tx.put(&mut hold, &key)?;
+            let record = tx.audit(now, event, &hold, SYSTEM, detail)?;
+            Ok((hold, record, event))
+        })?;
+        self.flush().await?;
+        self.announce(&record, &hold, event);
+        Ok(hold)
+    }
+
+    /// Hands a released hold's response to one identical retry: true the
+    /// first time only.
+    pub async fn mark_replayed(&self, id: &str) -> Result<bool, StoreError> {
+        let key = id_key(id).ok_or(StoreError::NotFound)?;
+        let marked = self.transact(|tx| {
+            let Some(mut hold) = tx.get(&key)? else {
+                return Ok(false);
+            };
+            if hold.state != State::Released || hold.replayed {
+                return Ok(false);
+            }
+            hold.replayed = true;
+            tx.put(&mut hold, &key)?;
+            Ok(true)
+        })?;
+        if marked {
+            self.flush().await?;
+        }
+        Ok(marked)
+    }
+
+    /// The soonest expiry among pending holds.
+    pub fn next_expiry(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        Ok(self.inner.expiry.first()?.and_then(|(k, _)| {
+            let ms = u64::from_be_bytes(<[u8; 8]>::try_from(&k[..8]).ok()?);
+            jiff::Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()
+        }))
+    }
+
+    /// Moves every pending hold whose window has ended to `expired`.
+    /// Reads only the expiry index up to now.
+    pub async fn expire_due(&self) -> Result<Vec<Hold>, StoreError> {
+        let now = self.now();
+        let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
+        let mut end = [0u8; 8];
+        end.copy_from_slice(&(now_ms.saturating_add(1)).to_be_bytes());
+        let due: Vec<[u8; 16]> = self
+            .inner
+            .expiry
+            .range(..&end[..])
+            .filter_map(|item| item.ok())
+            .filter_map(|(k, _)| <[u8; 16]>::try_from(&k[8..]).ok())
+            .collect();
+        let mut expired = Vec::new();
+        for key in due {
+            let done = self.transact(|tx| {
+                let Some(mut hold) = tx.get(&key)? else {
+                    return Ok(None);
+                };
+                if hold.state != State::Pending || hold.expires_at > now {
+                    return Ok(None);
+                }
+                hold.state = State::Expired;
+                hold.decided_at = Some(now);
+                tx.put(&mut hold, &key)?;
+                let record = tx.audit(
+                    now,
+                    "expired",
+                    &hold,
+                    SYSTEM,
+                    serde_json::json!({ "expires_at": hold.expires_at, "unactioned": true }),
+                )?;
+                Ok(Some((hold, record)))
+            })?;
+            if let Some((hold, record)) = done {
+                self.announce(&record, &hold, "expired");
+                expired.push(hold);
+            }
+        }
+        if !expired.is_empty() {
+            self.flush().await?;
+        }
+        Ok(expired)
+    }
+
+    /// Start-up: a hold found mid-send becomes `interrupted` (its outcome is
+    /// unknown, so it is never sent again); overdue holds expire. Returns
+    /// the approved holds nobody had claimed yet, to be sent now.
+    pub async fn recover(&self) -> Result<Vec<String>, StoreError> {
+        let now = self.now();
+        let keys: Vec<[u8; 16]> = self
+            .inner
+            .active
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter_map(|k| <[u8; 16]>::try_from(&k[..]).ok())
+            .collect();
+        let mut to_send = Vec::new();
+        for key in keys {
+            let done = self.transact(|tx| {
+                let Some(mut hold) = tx.get(&key)? else {
+                    return Ok(None);
+                };
+                if hold.state == State::Approved && hold.sending {
+                    hold.state = State::Interrupted;
+                    hold.sending = false;
+                    hold.error = Some(
+                        "airlock stopped while sending; whether the upstream received it is unknown, so it is not sent again".into(),
+                    );
+                    tx.put(&mut hold, &key)?;
+                    let record = tx.audit(now, "interrupted", &hold, SYSTEM, serde_json::json!({}))?;
+                    return Ok(Some((hold, Some(record))));
+                }
+                Ok(Some((hold, None)))
+            })?;
+            match done {
+                Some((hold, Some(record))) => self.announce(&record, &hold, "interrupted"),
+                Some((hold, None)) if hold.state == State::Approved => to_send.push(hold.id),
+                _ => {}
+            }
+        }
+        self.flush().await?;
+        self.expire_due().await?;
+        Ok(to_send)
+    }
+
+    /// Audit records with sequence numbers after `after`, oldest first.
+    pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.inner
+            .audit
+            .range(start..)
+            .take(limit.clamp(1, 1000))
+            .map(|item| {
+                let (_, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Checks the audit chain.
+    pub fn verify_audit(&self) -> Result<u64, audit::VerifyError> {
+        audit::verify(&self.inner.audit)
+    }
+
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub async fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.meta.insert(key, value)?;
+        self.flush().await
+    }
+
+    /// The raw audit tree, for tests that tamper with it.
+    #[doc(hidden)]
+    pub fn audit_tree(&self) -> &Tree {
+        &self.inner.audit
+    }
+}
+
+/// Does an identical request's hold still answer for a retry?
+fn stands(hold: &Hold) -> bool {
+    match hold.state {
+        State::Pending | State::Approved | State::Dismissed => true,
+        State::Released => !hold.replayed,
+        State::Failed | State::Interrupted | State::Expired => false,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    super::hex(&sha2::Sha256::digest(bytes))
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}

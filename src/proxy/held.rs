@@ -1,0 +1,350 @@
+//! Reviewed requests: stored as a hold (durably, before the agent hears
+//! anything), answered with the held answer, or — with `Prefer: wait=N` —
+//! kept open until a decision. Identical retries meet their existing hold.
+//!
+//! This module never sends a request upstream: releasing is the review
+//! side's act, and the agent only ever reads its outcome from the store.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::forward::{AIRLOCK_AGENT, AIRLOCK_TRIGGER, strip_hop_by_hop};
+use super::{Target, respond};
+use crate::error::ProxyError;
+use crate::holds::store::Created;
+use crate::holds::{Hold, State, Store, hex, random_token};
+use crate::rules::{RequestView, Rule};
+use crate::upstream::Body;
+use crate::window::{Window, WorkingClock};
+
+/// The rule name and label of requests no rule matched.
+pub const UNMATCHED_RULE: &str = "unmatched";
+pub const UNMATCHED_LABEL: &str = "No matching rule";
+
+/// The default cap on `Prefer: wait`.
+const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// What holding needs besides the request.
+#[derive(Debug)]
+pub struct Holding {
+    pub store: Store,
+    pub business_hours: WorkingClock,
+    pub default_window: Window,
+    pub held_status: StatusCode,
+    /// Base of the links handed to agents.
+    pub public_url: String,
+}
+
+static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+static PREFER: http::HeaderName = http::HeaderName::from_static("prefer");
+
+pub async fn hold(
+    holding: &Holding,
+    mut parts: Parts,
+    body: Bytes,
+    rule: Option<&Rule>,
+    target: &Target,
+    peer: SocketAddr,
+) -> Result<Response<Body>, ProxyError> {
+    let store = &holding.store;
+    let agent = agent(&parts, target, peer);
+    let label = rule
+        .map_or(UNMATCHED_LABEL, |r| r.label.as_str())
+        .to_owned();
+    let trigger = header_text(&parts, &AIRLOCK_TRIGGER).unwrap_or_else(|| label.clone());
+    let url = format!(
+        "{}://{}{}",
+        target.scheme,
+        target.authority,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let summary = {
+        let view = RequestView {
+            method: parts.method.as_str(),
+            host: target.host(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        };
+        match rule.and_then(|r| r.summary.as_ref()) {
+            Some(s) => {
+                let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+                s.render(&view, json.as_ref())
+            }
+            None => format!("{} {}{}", view.method, view.host, view.path),
+        }
+    };
+    let wait = prefer_wait(&parts);
+    let idempotency_key = header_text(&parts, &IDEMPOTENCY_KEY);
+    strip_hop_by_hop(&mut parts.headers, false);
+    parts.headers.remove(&AIRLOCK_TRIGGER);
+    parts.headers.remove(&AIRLOCK_AGENT);
+    parts.headers.remove(&PREFER);
+    let now = store.now();
+    let window = rule
+        .and_then(|r| r.window)
+        .unwrap_or(holding.default_window);
+    let max_wait = rule.and_then(|r| r.max_wait).unwrap_or(DEFAULT_MAX_WAIT);
+    let fingerprint = {
+        let mut h = Sha256::new();
+        for part in [
+            agent.as_bytes(),
+            parts.method.as_str().as_bytes(),
+            url.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update(&body);
+        hex(&h.finalize())
+    };
+    let new = Hold {
+        id: uuid::Uuid::now_v7().to_string(),
+        state: State::Pending,
+        rule: rule.map_or(UNMATCHED_RULE, |r| r.name.as_str()).to_owned(),
+        label,
+        summary,
+        agent,
+        trigger,
+        method: parts.method.to_string(),
+        url,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        secret_headers: rule.map_or_else(Vec::new, |r| {
+            r.secret_headers
+                .iter()
+                .map(|h| h.as_str().to_owned())
+                .collect()
+        }),
+        body_size: body.len() as u64,
+        content_type: header_text(&parts, &header::CONTENT_TYPE),
+        created_at: now,
+        expires_at: window.ends_at(now, &holding.business_hours),
+        decided_at: None,
+        decided_by: None,
+        note: None,
+        reason: None,
+        edited: false,
+        sending: false,
+        response: None,
+        error: None,
+        status_token: random_token(),
+        fingerprint,
+        idempotency_key,
+        replayed: false,
+        max_wait_secs: max_wait.as_secs(),
+    };
+    // Listen before storing, so a decision made at once is not missed.
+    let events = wait.map(|_| store.subscribe());
+    let created = store
+        .create(new, body)
+        .await
+        .map_err(|e| ProxyError::Hold(e.to_string()))?;
+    let hold = match created {
+        Created::Existing(existing) => return answer_retry(holding, existing).await,
+        Created::New(hold) => hold,
+    };
+    tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, "request held for review");
+    let (Some(wait), Some(mut events)) = (wait, events) else {
+        return Ok(held(holding, &hold));
+    };
+    let wait = wait.min(max_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await;
+        match event {
+            Err(_) => break,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) => break,
+            Ok(Ok(e)) if e.id != hold.id || !e.state.is_final() => continue,
+            Ok(Ok(_)) => {
+                let Some(now) = store
+                    .get(&hold.id)
+                    .map_err(|e| ProxyError::Hold(e.to_string()))?
+                else {
+                    break;
+                };
+                return Ok(with_preference(outcome(holding, &now, false), wait));
+            }
+        }
+    }
+    let current = store
+        .get(&hold.id)
+        .map_err(|e| ProxyError::Hold(e.to_string()))?
+        .unwrap_or(hold);
+    Ok(with_preference(held(holding, &current), wait))
+}
+
+/// An identical request while its hold stands.
+async fn answer_retry(holding: &Holding, hold: Hold) -> Result<Response<Body>, ProxyError> {
+    if hold.state == State::Released {
+        let first = holding
+            .store
+            .mark_replayed(&hold.id)
+            .await
+            .map_err(|e| ProxyError::Hold(e.to_string()))?;
+        if first {
+            return Ok(outcome(holding, &hold, true));
+        }
+    }
+    Ok(outcome(holding, &hold, false))
+}
+
+/// What the agent gets for a hold in its current state.
+fn outcome(holding: &Holding, hold: &Hold, replay: bool) -> Response<Body> {
+    match hold.state {
+        State::Released => match &hold.response {
+            Some(stored) => {
+                let mut res =
+                    Response::new(Either::Right(Full::new(Bytes::from(stored.body.clone()))));
+                *res.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+                for (k, v) in &stored.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
+                        res.headers_mut().append(k, v);
+                    }
+                }
+                strip_hop_by_hop(res.headers_mut(), false);
+                res.headers_mut().remove(header::CONTENT_LENGTH);
+                if replay && let Ok(v) = HeaderValue::from_str(&hold.id) {
+                    res.headers_mut().insert("airlock-replay", v);
+                }
+                res
+            }
+            None => held(holding, hold),
+        },
+        State::Dismissed => respond::json(
+            StatusCode::FORBIDDEN,
+            &json!({
+                "airlock": "dismissed", "id": hold.id, "rule": hold.rule,
+                "reason": hold.reason,
+                "message": "This request was NOT sent: a reviewer dismissed it.",
+            }),
+        ),
+        State::Failed => respond::json(
+            StatusCode::BAD_GATEWAY,
+            &json!({
+                "airlock": "failed", "id": hold.id, "rule": hold.rule, "error": hold.error,
+                "message": "The request was approved but the upstream could not be reached; it will not be retried.",
+            }),
+        ),
+        _ => held(holding, hold),
+    }
+}
+
+/// The held answer.
+fn held(holding: &Holding, hold: &Hold) -> Response<Body> {
+    let message = match hold.state {
+        State::Pending => format!(
+            "This request was NOT sent. It waits for human approval ({}) until {}; if nobody approves it by then it expires and is never sent.",
+            hold.label, hold.expires_at
+        ),
+        State::Approved => "This request was approved and is being sent.".to_owned(),
+        State::Expired => "This request was NOT sent: nobody decided within its window, so it expired.".to_owned(),
+        State::Interrupted => "airlock stopped while sending this request; whether it arrived is unknown and it will not be sent again.".to_owned(),
+        _ => format!("This hold is {}.", hold.state),
+    };
+    let mut res = respond::json(
+        holding.held_status,
+        &json!({
+            "airlock": "held",
+            "id": hold.id,
+            "state": hold.state,
+            "rule": hold.rule,
+            "message": message,
+            "expires_at": hold.expires_at,
+            "status_url": format!("{}/api/status/{}", holding.public_url, hold.status_token),
+        }),
+    );
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&hold.id) {
+        h.insert("airlock-hold", v);
+    }
+    h.insert(
+        "airlock-state",
+        HeaderValue::from_static(hold.state.as_str()),
+    );
+    res
+}
+
+fn with_preference(mut res: Response<Body>, wait: Duration) -> Response<Body> {
+    if let Ok(v) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+        res.headers_mut().insert("preference-applied", v);
+    }
+    res
+}
+
+/// `Prefer: wait=N` (RFC 7240), in seconds.
+fn prefer_wait(parts: &Parts) -> Option<Duration> {
+    parts
+        .headers
+        .get_all(&PREFER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+        .map(Duration::from_secs)
+}
+
+fn header_text(parts: &Parts, name: &http::HeaderName) -> Option<String> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Who the agent is: `Airlock-Agent`, else the proxy user name, else the
+/// client's address without port.
+fn agent(parts: &Parts, target: &Target, peer: SocketAddr) -> String {
+    if let Some(name) = header_text(parts, &AIRLOCK_AGENT) {
+        return name;
+    }
+    proxy_user(&parts.headers)
+        .or_else(|| target.proxy_user.clone())
+        .unwrap_or_else(|| peer.ip().to_string())
+}
+
+/// The user name of `Proxy-Authorization: Basic …`.
+pub fn proxy_user(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::PROXY_AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()))
+        .filter(|u| !u.is_empty())
+}

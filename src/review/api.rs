@@ -1,0 +1,327 @@
+//! The review API, exactly SPEC's routes: list and read holds (credentials
+//! redacted), approve and dismiss them, follow events, read the audit log;
+//! the agent's capability status URL; health and the CA certificate.
+//!
+//! Every `/api` route but the status URL needs a reviewer's bearer token;
+//! every error is `{"error": …}` with a fitting status.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use bytes::Bytes;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ReviewState;
+use super::auth::{Caller, may_decide};
+use crate::holds::store::ListFilter;
+use crate::holds::{Hold, REDACTED, State as HoldState, StoreError};
+
+/// An API error: status and a message for `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(message: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let status = match &e {
+            StoreError::NotFound => StatusCode::NOT_FOUND,
+            StoreError::NotPending(_) => StatusCode::CONFLICT,
+            StoreError::NotEditable => StatusCode::BAD_REQUEST,
+            StoreError::Sled(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = axum::Json(json!({ "error": self.message })).into_response();
+        *res.status_mut() = self.status;
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        res
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router(state: Arc<ReviewState>) -> Router {
+    Router::new()
+        .route("/api/holds", get(list))
+        .route("/api/holds/{id}", get(one))
+        .route("/api/holds/{id}/approve", post(approve))
+        .route("/api/holds/{id}/dismiss", post(dismiss))
+        .route("/api/events", get(super::events::stream))
+        .route("/api/audit", get(audit))
+        .route("/api/status/{token}", get(status))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/ca.pem", get(ca_pem))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .with_state(state)
+}
+
+/// A hold as the API shows it: credentials redacted, body readable.
+pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
+    let headers: serde_json::Map<String, Value> = hold
+        .redacted_headers()
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let (body_text, encoding) = match body {
+        None => (Value::Null, Value::Null),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(t) => (Value::String(t.to_owned()), Value::Null),
+            Err(_) => (
+                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                Value::String("base64".into()),
+            ),
+        },
+    };
+    let mut v = json!({
+        "id": hold.id,
+        "state": hold.state,
+        "rule": hold.rule,
+        "label": hold.label,
+        "summary": hold.summary,
+        "agent": hold.agent,
+        "trigger": hold.trigger,
+        "method": hold.method,
+        "url": hold.url,
+        "created_at": hold.created_at,
+        "expires_at": hold.expires_at,
+        "decided_at": hold.decided_at,
+        "decided_by": hold.decided_by,
+        "note": hold.note,
+        "reason": hold.reason,
+        "edited": hold.edited,
+        "request": {
+            "headers": headers,
+            "body": body_text,
+            "body_encoding": encoding,
+            "body_size": hold.body_size,
+            "content_type": hold.content_type,
+        },
+    });
+    if let Some(res) = &hold.response {
+        let headers: serde_json::Map<String, Value> = res
+            .headers
+            .iter()
+            .map(|(k, val)| {
+                let lower = k.to_ascii_lowercase();
+                let shown = if hold.is_secret(&lower) {
+                    REDACTED
+                } else {
+                    val.as_str()
+                };
+                (k.clone(), Value::String(shown.to_owned()))
+            })
+            .collect();
+        v["response"] = json!({
+            "status": res.status,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&res.body),
+            "truncated": res.truncated,
+        });
+    }
+    if let Some(err) = &hold.error {
+        v["error"] = Value::String(err.clone());
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    rule: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    _caller: Caller,
+    State(state): State<Arc<ReviewState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let hold_state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(HoldState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state {s:?} is not one of pending, approved, released, failed, interrupted, dismissed, expired"
+            ))
+        })?),
+    };
+    let filter = ListFilter {
+        state: hold_state,
+        rule: q.rule.filter(|r| !r.is_empty()),
+        limit: q.limit.unwrap_or(50),
+        cursor: q.cursor.filter(|c| !c.is_empty()),
+    };
+    let (holds, next) = state.store.list(&filter)?;
+    let holds: Vec<Value> = holds.iter().map(|h| view(h, None)).collect();
+    Ok(axum::Json(json!({ "holds": holds, "next_cursor": next })).into_response())
+}
+
+async fn one(
+    _caller: Caller,
+    State(state): State<Arc<ReviewState>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let hold = state.store.get(&id)?.ok_or(StoreError::NotFound)?;
+    let body = state.store.body(&id)?;
+    Ok(axum::Json(view(&hold, body.as_deref())).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    note: Option<String>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DismissBody {
+    reason: Option<String>,
+}
+
+/// An optional JSON body: empty is the default, anything else must parse.
+fn parse_body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
+}
+
+/// The hold a caller wants to decide, once they may.
+fn decidable(state: &ReviewState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
+    let hold = state.store.get(id)?.ok_or(StoreError::NotFound)?;
+    if !may_decide(state, caller, &hold) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} is not a reviewer of rule {:?}", caller.name, hold.rule),
+        ));
+    }
+    Ok(hold)
+}
+
+async fn approve(
+    caller: Caller,
+    State(state): State<Arc<ReviewState>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let req: ApproveBody = parse_body(&bytes)?;
+    let hold = decidable(&state, &caller, &id)?;
+    let edited = match req.body {
+        None => None,
+        Some(body) => {
+            let allowed = state.rules.rule(&hold.rule).is_some_and(|r| r.allow_edit);
+            if !allowed {
+                return Err(StoreError::NotEditable.into());
+            }
+            Some(Bytes::from(body))
+        }
+    };
+    let hold = state
+        .store
+        .approve(&id, &caller.name, req.note, edited)
+        .await?;
+    state.releaser.spawn(hold.id.clone());
+    Ok(axum::Json(view(&hold, None)).into_response())
+}
+
+async fn dismiss(
+    caller: Caller,
+    State(state): State<Arc<ReviewState>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    let req: DismissBody = parse_body(&bytes)?;
+    decidable(&state, &caller, &id)?;
+    let hold = state.store.dismiss(&id, &caller.name, req.reason).await?;
+    Ok(axum::Json(view(&hold, None)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    _caller: Caller,
+    State(state): State<Arc<ReviewState>>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let records = state
+        .store
+        .audit_after(q.after.unwrap_or(0), q.limit.unwrap_or(100))?;
+    Ok(axum::Json(json!({ "records": records })).into_response())
+}
+
+/// The agent's view of its own hold: no token, the secret is the URL.
+async fn status(State(state): State<Arc<ReviewState>>, Path(token): Path<String>) -> ApiResult {
+    let hold = state.store.by_token(&token)?.ok_or(StoreError::NotFound)?;
+    let mut v = json!({
+        "id": hold.id,
+        "state": hold.state,
+        "rule": hold.rule,
+        "created_at": hold.created_at,
+        "expires_at": hold.expires_at,
+        "decided_at": hold.decided_at,
+        "reason": hold.reason,
+    });
+    if let Some(res) = &hold.response {
+        v["response"] = json!({
+            "status": res.status,
+            "headers": res.headers.iter().filter(|(k, _)| !hold.is_secret(&k.to_ascii_lowercase())).cloned().collect::<Vec<_>>(),
+            "body": String::from_utf8_lossy(&res.body),
+        });
+    }
+    if let Some(err) = &hold.error {
+        v["error"] = Value::String(err.clone());
+    }
+    Ok(axum::Json(v).into_response())
+}
+
+async fn ca_pem(State(state): State<Arc<ReviewState>>) -> Response {
+    (
+        [(http::header::CONTENT_TYPE, "application/x-pem-file")],
+        state.ca_pem.clone(),
+    )
+        .into_response()
+}

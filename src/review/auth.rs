@@ -1,0 +1,112 @@
+//! Who is calling: `Authorization: Bearer <token>`, hashed with SHA-256 and
+//! compared in constant time against every reviewer's stored hash; and who
+//! may decide a hold (the rule's reviewers, or an admin).
+//!
+//! Tokens are never stored or logged in the clear.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use super::ReviewState;
+use super::api::ApiError;
+use crate::config::Reviewer;
+use crate::holds::Hold;
+use crate::proxy::held::UNMATCHED_RULE;
+
+/// An authenticated reviewer.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// SHA-256 of a token, as `[[reviewer]] token_sha256` stores it.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The reviewer a token belongs to. Every hash is compared, so timing says
+/// nothing about which one matched or how closely.
+pub fn authenticate(reviewers: &[Reviewer], token: &str) -> Option<Caller> {
+    let hash = token_hash(token);
+    let mut found = None;
+    for r in reviewers {
+        if constant_time_eq(&hash, &r.token_sha256) && found.is_none() {
+            found = Some(Caller {
+                name: r.name.clone(),
+                admin: r.admin,
+            });
+        }
+    }
+    found
+}
+
+impl FromRequestParts<Arc<ReviewState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ReviewState>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("a bearer token is needed"))?;
+        authenticate(&state.reviewers, token).ok_or_else(|| ApiError::unauthorized("unknown token"))
+    }
+}
+
+/// May `caller` decide `hold`? Admins always; otherwise the rule's listed
+/// reviewers, or anyone when the rule lists nobody. A hold whose rule no
+/// longer exists is left to admins.
+pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
+    if caller.admin {
+        return true;
+    }
+    if hold.rule == UNMATCHED_RULE {
+        return true;
+    }
+    match state.rules.rule(&hold.rule) {
+        Some(rule) => rule.reviewers.is_empty() || rule.reviewers.contains(&caller.name),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reviewer(name: &str, token: &str, admin: bool) -> Reviewer {
+        Reviewer {
+            name: name.into(),
+            token_sha256: token_hash(token),
+            admin,
+            notify: None,
+        }
+    }
+
+    #[test]
+    fn tokens_find_their_reviewer_and_nothing_else() {
+        let rs = vec![
+            reviewer("alice", "a-token", false),
+            reviewer("root", "r-token", true),
+        ];
+        assert_eq!(authenticate(&rs, "a-token").unwrap().name, "alice");
+        assert!(authenticate(&rs, "r-token").unwrap().admin);
+        assert!(authenticate(&rs, "A-token").is_none());
+        assert!(authenticate(&rs, "").is_none());
+    }
+}

@@ -1,0 +1,27 @@
+//! The review server: the review API (and, later, the approval page) on
+//! `[review] listen`. Reviewers read holds and decide them here; the proxy
+//! never calls into this module, and this module never sends a request
+//! except by handing an approved hold to the releaser.
+
+pub mod api;
+pub mod auth;
+pub mod events;
+
+use std::sync::Arc;
+
+use crate::config::Reviewer;
+use crate::holds::Store;
+use crate::holds::release::Releaser;
+use crate::rules::RuleSet;
+
+/// What every review route needs.
+#[derive(Debug)]
+pub struct ReviewState {
+    pub store: Store,
+    pub releaser: Arc<Releaser>,
+    pub rules: Arc<RuleSet>,
+    /// Configured reviewers, plus the generated admin when there are none.
+    pub reviewers: Vec<Reviewer>,
+    /// The airlock CA, served at `/ca.pem` for agents to trust.
+    pub ca_pem: String,
+}

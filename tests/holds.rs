@@ -1,0 +1,475 @@
+//! Holds end to end: a real client through airlock, real upstreams that count
+//! what they receive, and reviewers deciding through the real review API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ALICE, BOB, Pki, ROOT, TestClock, airlock_with, client, reviewers_toml, upstream};
+use serde_json::{Value, json};
+
+const RULES: &str = r#"
+[[rule]]
+name = "mail-send"
+action = "review"
+label = "Outbound client message"
+host = ["mail.test"]
+method = ["POST"]
+path = ["/v3/mail/send"]
+window = "2h"
+reviewers = ["alice"]
+summary = "Email to {/to}: {/subject}"
+secret_headers = ["x-mail-secret"]
+
+[[rule]]
+name = "crm-edit"
+action = "review"
+label = "Deal stage change"
+host = ["mail.test"]
+method = ["PATCH"]
+window = "4h"
+allow_edit = true
+"#;
+
+const MAIL: &str =
+    r#"{"to":"client@example.com","subject":"Your quote","body":"Total: 1,200 EUR"}"#;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: String) -> Api {
+        Api {
+            base,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Value {
+        let (status, v) = self.call("GET", path, Some(token), None).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    /// Polls a hold until it reaches `state`.
+    async fn until(&self, id: &str, state: &str) -> Value {
+        for _ in 0..200 {
+            let v = self.get(&format!("/api/holds/{id}"), ROOT.1).await;
+            if v["state"] == state {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("hold {id} never became {state}");
+    }
+}
+
+async fn setup() -> (Pki, common::Upstream, common::Airlock, Api, TestClock) {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let clock = TestClock::new();
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), clock.clock()).await;
+    let api = Api::new(a.review_url());
+    (pki, up, a, api, clock)
+}
+
+async fn send_mail(a: &common::Airlock, port: u16, body: &str) -> reqwest::Response {
+    client(&a.proxy_url(), &[&a.ca_pem()])
+        .post(format!("https://mail.test:{port}/v3/mail/send"))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sg-live-secret")
+        .header("x-mail-secret", "also-secret")
+        .header("airlock-trigger", "Client asked for a quote")
+        .header("airlock-agent", "quote-bot")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn held_email_is_sent_once_after_approval() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    assert_eq!(res.status(), 403);
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    assert_eq!(up.count(), 0, "held requests are not sent");
+
+    let list = api.get("/api/holds?state=pending", ALICE.1).await;
+    let card = &list["holds"][0];
+    assert_eq!(card["id"], id);
+    assert_eq!(card["summary"], "Email to client@example.com: Your quote");
+    assert_eq!(card["label"], "Outbound client message");
+    assert_eq!(card["agent"], "quote-bot");
+    assert_eq!(card["trigger"], "Client asked for a quote");
+    let full = api.get(&format!("/api/holds/{id}"), ALICE.1).await;
+    assert_eq!(full["request"]["body"], MAIL);
+    assert_eq!(full["request"]["headers"]["authorization"], "[redacted]");
+    assert_eq!(full["request"]["headers"]["x-mail-secret"], "[redacted]");
+    assert!(!full.to_string().contains("sg-live-secret"));
+
+    let (status, v) = api
+        .call(
+            "POST",
+            &format!("/api/holds/{id}/approve"),
+            Some(ALICE.1),
+            Some(json!({"note": "looks right"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let done = api.until(&id, "released").await;
+    assert_eq!(done["response"]["status"], 200);
+    assert_eq!(done["decided_by"], "alice");
+    assert_eq!(done["note"], "looks right");
+
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, MAIL.as_bytes(), "the original bytes");
+    assert_eq!(seen[0].headers["authorization"], "Bearer sg-live-secret");
+    assert!(seen[0].headers.get("airlock-trigger").is_none());
+
+    // Credentials are gone from the store now the hold is final.
+    let stored = a.store().get(&id).unwrap().unwrap();
+    assert!(
+        stored
+            .headers
+            .iter()
+            .all(|(k, _)| k != "authorization" && k != "x-mail-secret")
+    );
+    // A second approval changes nothing.
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/holds/{id}/approve"),
+            Some(ROOT.1),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(up.count(), 1);
+    assert!(a.store().verify_audit().unwrap() >= 3);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn dismissed_hold_is_never_sent_and_retries_are_told_why() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/holds/{id}/dismiss"),
+            Some(ALICE.1),
+            Some(json!({"reason": "wrong price"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let retry = send_mail(&a, up.port(), MAIL).await;
+    assert_eq!(retry.status(), 403);
+    let body: Value = retry.json().await.unwrap();
+    assert_eq!(body["airlock"], "dismissed");
+    assert_eq!(body["reason"], "wrong price");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.count(), 0);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn expired_hold_is_never_sent_and_cannot_be_approved() {
+    let (_pki, up, a, api, clock) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    clock.advance(Duration::from_secs(2 * 3600 + 1));
+    let expired = a.store().expire_due().await.unwrap();
+    assert_eq!(expired.len(), 1);
+    let v = api.get(&format!("/api/holds/{id}"), ALICE.1).await;
+    assert_eq!(v["state"], "expired");
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/holds/{id}/approve"),
+            Some(ALICE.1),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.count(), 0);
+    let audit = api.get("/api/audit", ALICE.1).await;
+    let events: Vec<&str> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, vec!["held", "expired"]);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn identical_retries_share_one_hold_and_the_first_after_release_gets_the_response() {
+    let (_pki, up, a, api, _) = setup().await;
+    let first = send_mail(&a, up.port(), MAIL).await;
+    let id = first.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let second = send_mail(&a, up.port(), MAIL).await;
+    assert_eq!(second.headers()["airlock-hold"], id.as_str());
+    let list = api.get("/api/holds?state=pending", ALICE.1).await;
+    assert_eq!(list["holds"].as_array().unwrap().len(), 1);
+    api.call(
+        "POST",
+        &format!("/api/holds/{id}/approve"),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    api.until(&id, "released").await;
+    let replay = send_mail(&a, up.port(), MAIL).await;
+    assert_eq!(replay.status(), 200);
+    assert_eq!(replay.headers()["airlock-replay"], id.as_str());
+    assert_eq!(
+        replay.text().await.unwrap(),
+        "hello from upstream /v3/mail/send"
+    );
+    // Once replayed, the same request is a new action: a new hold.
+    let again = send_mail(&a, up.port(), MAIL).await;
+    assert_eq!(again.status(), 403);
+    assert_ne!(again.headers()["airlock-hold"], id.as_str());
+    assert_eq!(up.count(), 1);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn prefer_wait_returns_the_real_response_when_approved_in_time() {
+    let (_pki, up, a, api, _) = setup().await;
+    let c = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let url = format!("https://mail.test:{}/v3/mail/send", up.port());
+    let waiting = tokio::spawn(async move {
+        c.post(url)
+            .header("prefer", "wait=30")
+            .body(MAIL)
+            .send()
+            .await
+            .unwrap()
+    });
+    let id = loop {
+        let list = api.get("/api/holds?state=pending", ALICE.1).await;
+        if let Some(id) = list["holds"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    api.call(
+        "POST",
+        &format!("/api/holds/{id}/approve"),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["preference-applied"], "wait=30");
+    assert_eq!(
+        res.text().await.unwrap(),
+        "hello from upstream /v3/mail/send"
+    );
+    assert_eq!(up.count(), 1);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_approvals_send_exactly_once() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let base = a.review_url();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (base, id) = (base.clone(), id.clone());
+            tokio::spawn(async move {
+                Api::new(base)
+                    .call(
+                        "POST",
+                        &format!("/api/holds/{id}/approve"),
+                        Some(ROOT.1),
+                        None,
+                    )
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            409 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    api.until(&id, "released").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.count(), 1);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn only_listed_reviewers_and_admins_decide() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let path = format!("/api/holds/{id}/approve");
+    assert_eq!(api.call("POST", &path, Some(BOB.1), None).await.0, 403);
+    assert_eq!(api.call("POST", &path, None, None).await.0, 401);
+    assert_eq!(
+        api.call("POST", &path, Some("not-a-token"), None).await.0,
+        401
+    );
+    assert_eq!(api.call("GET", "/api/holds", None, None).await.0, 401);
+    let missing = "0190b7a0-0000-7000-8000-000000000000";
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/api/holds/{missing}/approve"),
+            Some(ROOT.1),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, v) = api
+        .call(
+            "POST",
+            &format!("/api/holds/{id}/dismiss"),
+            Some(ALICE.1),
+            Some(json!({"reason": 5})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].is_string());
+    // Editing is refused where the rule does not allow it.
+    let (status, _) = api
+        .call("POST", &path, Some(ROOT.1), Some(json!({"body": "{}"})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(api.call("POST", &path, Some(ROOT.1), None).await.0, 200);
+    api.until(&id, "released").await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn an_edited_body_is_what_gets_sent_and_the_audit_records_both() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = client(&a.proxy_url(), &[&a.ca_pem()])
+        .patch(format!("https://mail.test:{}/deals/7", up.port()))
+        .body(r#"{"stage":"won"}"#)
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let (status, _) = api
+        .call(
+            "POST",
+            &format!("/api/holds/{id}/approve"),
+            Some(BOB.1),
+            Some(json!({"body": "{\"stage\":\"lost\"}"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    api.until(&id, "released").await;
+    assert_eq!(up.requests()[0].body, r#"{"stage":"lost"}"#.as_bytes());
+    let audit = api.get("/api/audit", BOB.1).await;
+    let approved = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["event"] == "approved")
+        .unwrap();
+    assert_eq!(approved["detail"]["edited"], true);
+    assert_ne!(
+        approved["detail"]["body_sha256_before"],
+        approved["detail"]["body_sha256_after"]
+    );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn the_status_url_needs_no_token_and_shows_the_outcome() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    let held: Value = res.json().await.unwrap();
+    let status_url = held["status_url"].as_str().unwrap().to_owned();
+    let path = status_url
+        .split_once("/api/")
+        .map(|(_, p)| format!("/api/{p}"))
+        .unwrap();
+    let (status, v) = api.call("GET", &path, None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["state"], "pending");
+    let id = held["id"].as_str().unwrap();
+    api.call(
+        "POST",
+        &format!("/api/holds/{id}/approve"),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    api.until(id, "released").await;
+    let (_, v) = api.call("GET", &path, None, None).await;
+    assert_eq!(v["state"], "released");
+    assert_eq!(v["response"]["status"], 200);
+    assert_eq!(
+        api.call("GET", "/api/status/guess", None, None).await.0,
+        404
+    );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_audit_record_is_found() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = send_mail(&a, up.port(), MAIL).await;
+    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    api.call(
+        "POST",
+        &format!("/api/holds/{id}/dismiss"),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    assert_eq!(a.store().verify_audit().unwrap(), 2);
+    let tree = a.store().audit_tree();
+    let key = 1u64.to_be_bytes();
+    let mut record: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
+    record["actor"] = json!("mallory");
+    tree.insert(key, serde_json::to_vec(&record).unwrap())
+        .unwrap();
+    let err = a.store().verify_audit().unwrap_err();
+    assert_eq!(err.seq, 1);
+    a.stop().await;
+}
