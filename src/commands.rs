@@ -203,3 +203,28 @@ pub fn explain(
     print!("{}", rules.explain(&view, body));
     OK
 }
+
+/// `airlock audit verify`: walks the audit chain; names the first bad record.
+pub fn audit_verify(config: &Config) -> u8 {
+    let store =
+        match crate::holds::Store::open(&config.store.path, crate::holds::store::system_clock()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "airlock: cannot open the store at {}: {e} (is airlock running on it?)",
+                    config.store.path.display()
+                );
+                return FAILURE;
+            }
+        };
+    match store.verify_audit() {
+        Ok(n) => {
+            println!("{n} audit records; the hash chain is intact");
+            OK
+        }
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            FAILURE
+        }
+    }
+}

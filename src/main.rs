@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy (and, with the hold store, the review server).
+    /// Run the proxy and the review server.
     Run {
         /// Configuration file (default: $AIRLOCK_CONFIG, else embedded defaults).
         #[arg(long)]
@@ -36,6 +36,11 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Which rule matches a request, why, and what airlock would do.
     Explain {
@@ -67,6 +72,15 @@ enum CaCommand {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; exits 1 naming the first bad record.
+    Verify {
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -108,6 +122,12 @@ fn main() -> ExitCode {
             command: RulesCommand::Check { config },
         } => match commands::load_config(config.as_deref()) {
             Ok(config) => commands::rules_check(&config),
+            Err(code) => code,
+        },
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => match commands::load_config(config.as_deref()) {
+            Ok(config) => commands::audit_verify(&config),
             Err(code) => code,
         },
         Command::Explain {

@@ -217,6 +217,8 @@ async fn answer(
     });
     match path.as_str() {
         "/echo" => Response::new(full(body)),
+        // Received, recorded, never answered: a send cut short.
+        "/stall" => std::future::pending().await,
         "/sse" => {
             let events = futures_util::stream::unfold(0u8, move |n| {
                 let gate = gate.clone();
@@ -519,4 +521,88 @@ pub fn peer_cert(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> Certificat
     tls.get_ref().1.peer_certificates().unwrap()[0]
         .clone()
         .into_owned()
+}
+
+/// The real binary, running on a test directory's `airlock.toml`.
+pub struct Binary {
+    child: std::process::Child,
+    pub proxy_addr: SocketAddr,
+    pub review_addr: SocketAddr,
+    /// Every line it logged so far is kept here by a reader thread.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Binary {
+    /// Starts `airlock run --config DIR/airlock.toml` and waits until both
+    /// listeners are up.
+    pub fn start(dir: &Path) -> Binary {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["run", "--config"])
+            .arg(dir.join("airlock.toml"))
+            .env("RUST_LOG", "info")
+            .env_remove("AIRLOCK_CONFIG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                log2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let addr_after = |line: &str, marker: &str| -> Option<SocketAddr> {
+            if !line.contains(marker) {
+                return None;
+            }
+            line.split("listen=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        };
+        let (mut proxy, mut review) = (None, None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while (proxy.is_none() || review.is_none()) && std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                proxy = proxy.or_else(|| addr_after(&line, "airlock proxy listening"));
+                review = review.or_else(|| addr_after(&line, "review server listening"));
+            }
+        }
+        let mut b = Binary {
+            child,
+            proxy_addr: ([0, 0, 0, 0], 0).into(),
+            review_addr: ([0, 0, 0, 0], 0).into(),
+            log,
+        };
+        match (proxy, review) {
+            (Some(p), Some(r)) => {
+                b.proxy_addr = p;
+                b.review_addr = r;
+                b
+            }
+            _ => panic!("airlock did not start: {:#?}", b.log.lock().unwrap()),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush beyond what was already durable.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
