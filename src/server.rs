@@ -121,7 +121,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     }
     let ca = Arc::new(ca);
     let store = Store::open(&config.store.path, clock)?;
-    let reviewers = reviewers(config, &store).await?;
     let upstream = Upstream::new(&config.proxy)?;
     let releaser = Arc::new(Releaser::new(
         store.clone(),
@@ -139,11 +138,14 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             business_hours: config.business_hours.clone(),
             default_window: config.defaults.window,
             held_status: config.defaults.held_status,
-            public_url: config.review.public_url.clone(),
+            public_url: std::sync::OnceLock::new(),
         },
     });
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
     let (review_listener, review_addr) = bind(config.review.listen).await?;
+    let url = public_url(config, review_addr);
+    let reviewers = reviewers(config, &store, &url).await?;
+    let _ = proxy.holding.public_url.set(url);
     // Before serving: mid-send holds become interrupted, overdue ones expire,
     // approved-but-unclaimed ones are sent now.
     for id in store.recover().await? {
@@ -185,6 +187,16 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     })
 }
 
+/// `[review] public_url`, or, when it was left to default, the address the
+/// review server really bound (`listen = "127.0.0.1:0"` picks a port).
+fn public_url(config: &Config, bound: SocketAddr) -> String {
+    if config.review.public_url == format!("http://{}", config.review.listen) {
+        format!("http://{bound}")
+    } else {
+        config.review.public_url.clone()
+    }
+}
+
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -197,7 +209,11 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 
 /// The configured reviewers; with none, one admin whose token is made on
 /// first start, kept only as a hash, and shown once as a login URL.
-async fn reviewers(config: &Config, store: &Store) -> Result<Vec<Reviewer>, StartError> {
+async fn reviewers(
+    config: &Config,
+    store: &Store,
+    public_url: &str,
+) -> Result<Vec<Reviewer>, StartError> {
     if !config.reviewers.is_empty() {
         return Ok(config.reviewers.clone());
     }
@@ -215,8 +231,7 @@ async fn reviewers(config: &Config, store: &Store) -> Result<Vec<Reviewer>, Star
             let hash = crate::review::auth::token_hash(&token);
             store.meta_set(ADMIN_TOKEN_KEY, &hash).await?;
             tracing::warn!(
-                "no [[reviewer]] configured: created an admin token. Log in once at {}/?token={token} (API: Authorization: Bearer {token}). It is stored only as a hash and not shown again.",
-                config.review.public_url
+                "no [[reviewer]] configured: created an admin token. Log in once at {public_url}/?token={token} (API: Authorization: Bearer {token}). It is stored only as a hash and not shown again."
             );
             hash
         }

@@ -121,13 +121,20 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(config: &ProxyConfig) -> Result<Upstream, TlsError> {
-        let roots = Arc::new(root_store(&config.upstream_ca)?);
+        let (roots, pinned) = root_store(&config.upstream_ca)?;
         let resolver = Resolver {
             hosts: Arc::new(config.hosts.clone()),
         };
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
         let tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedOrWebPki { webpki, pinned }))
             .with_no_client_auth();
         let http = || {
             let mut http = HttpConnector::new_with_resolver(resolver.clone());
@@ -222,8 +229,74 @@ impl Upstream {
     }
 }
 
-/// The system roots plus each extra PEM file.
-fn root_store(extra: &[impl AsRef<Path>]) -> Result<RootCertStore, TlsError> {
+/// Standard verification against the roots, plus one exception: a server
+/// presenting exactly a certificate the operator listed in `upstream_ca` is
+/// trusted as itself. Self-signed development certificates are often marked
+/// as CAs, which path validation refuses to accept as a server's own.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => Ok(v),
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The system roots plus each extra PEM file, and the extra certificates
+/// themselves (trusted as servers' own certificates too).
+fn root_store(
+    extra: &[impl AsRef<Path>],
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), TlsError> {
+    let mut pinned = Vec::new();
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
@@ -246,13 +319,14 @@ fn root_store(extra: &[impl AsRef<Path>]) -> Result<RootCertStore, TlsError> {
             });
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| TlsError::BadFile {
+            roots.add(cert.clone()).map_err(|e| TlsError::BadFile {
                 path: path.to_owned(),
                 message: format!("unusable root certificate: {e}"),
             })?;
+            pinned.push(cert);
         }
     }
-    Ok(roots)
+    Ok((roots, pinned))
 }
 
 /// The system roots as PEM text, for `airlock ca bundle`.

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Pki, airlock, client, peer_cert, raw_body, raw_head, tls_via, upstream};
+use common::{
+    Pki, airlock, client, peer_cert, raw_body, raw_head, self_signed_upstream, tls_via, upstream,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -369,5 +371,35 @@ async fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_self_signed_upstream_is_trusted_only_when_listed_in_upstream_ca() {
+    let pki = Pki::new();
+    let (listed, listed_pem) = self_signed_upstream().await;
+    let (unlisted, _) = self_signed_upstream().await;
+    let dir_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(dir_pem.path(), listed_pem).unwrap();
+    let a = airlock(
+        &pki,
+        RULES,
+        &format!("upstream_ca = [{:?}]", dir_pem.path().display().to_string()),
+    )
+    .await;
+    let c = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let ok = c
+        .get(url("intercept.test", listed.port(), "/pinned"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let refused = c
+        .get(url("intercept.test", unlisted.port(), "/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502);
+    assert_eq!(unlisted.count(), 0);
     a.stop().await;
 }

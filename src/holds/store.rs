@@ -703,26 +703,36 @@ impl Store {
             .collect();
         let mut to_send = Vec::new();
         for key in keys {
+            // Most active holds are pending and need nothing: read first,
+            // transact only for the ones that change.
+            let Some(hold) = self.get_by_key(&key)? else {
+                continue;
+            };
+            if hold.state != State::Approved {
+                continue;
+            }
+            if !hold.sending {
+                to_send.push(hold.id);
+                continue;
+            }
             let done = self.transact(|tx| {
                 let Some(mut hold) = tx.get(&key)? else {
                     return Ok(None);
                 };
-                if hold.state == State::Approved && hold.sending {
-                    hold.state = State::Interrupted;
-                    hold.sending = false;
-                    hold.error = Some(
-                        "airlock stopped while sending; whether the upstream received it is unknown, so it is not sent again".into(),
-                    );
-                    tx.put(&mut hold, &key)?;
-                    let record = tx.audit(now, "interrupted", &hold, SYSTEM, serde_json::json!({}))?;
-                    return Ok(Some((hold, Some(record))));
+                if hold.state != State::Approved || !hold.sending {
+                    return Ok(None);
                 }
-                Ok(Some((hold, None)))
+                hold.state = State::Interrupted;
+                hold.sending = false;
+                hold.error = Some(
+                    "airlock stopped while sending; whether the upstream received it is unknown, so it is not sent again".into(),
+                );
+                tx.put(&mut hold, &key)?;
+                let record = tx.audit(now, "interrupted", &hold, SYSTEM, serde_json::json!({}))?;
+                Ok(Some((hold, record)))
             })?;
-            match done {
-                Some((hold, Some(record))) => self.announce(&record, &hold, "interrupted"),
-                Some((hold, None)) if hold.state == State::Approved => to_send.push(hold.id),
-                _ => {}
+            if let Some((hold, record)) = done {
+                self.announce(&record, &hold, "interrupted");
             }
         }
         self.flush().await?;

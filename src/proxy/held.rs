@@ -40,8 +40,9 @@ pub struct Holding {
     pub business_hours: WorkingClock,
     pub default_window: Window,
     pub held_status: StatusCode,
-    /// Base of the links handed to agents.
-    pub public_url: String,
+    /// Base of the links handed to agents; set once the review server has
+    /// bound its address.
+    pub public_url: std::sync::OnceLock<String>,
 }
 
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
@@ -272,7 +273,11 @@ fn held(holding: &Holding, hold: &Hold) -> Response<Body> {
             "rule": hold.rule,
             "message": message,
             "expires_at": hold.expires_at,
-            "status_url": format!("{}/api/status/{}", holding.public_url, hold.status_token),
+            "status_url": format!(
+                "{}/api/status/{}",
+                holding.public_url.get().map_or("", String::as_str),
+                hold.status_token
+            ),
         }),
     );
     let h = res.headers_mut();

@@ -135,15 +135,43 @@ impl Upstream {
 
 /// Starts an upstream; with `tls`, HTTPS with h2 and http/1.1 by ALPN.
 pub async fn upstream(tls: Option<&Pki>) -> Upstream {
+    upstream_with(tls.map(Pki::server_config)).await
+}
+
+/// An HTTPS upstream whose certificate is self-signed and marked as a CA,
+/// as development certificates made by `openssl req -x509` are. Returns it
+/// and its certificate's PEM.
+pub async fn self_signed_upstream() -> (Upstream, String) {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+    names.push("127.0.0.1".into());
+    let mut params = CertificateParams::new(names).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (
+        upstream_with(Some((Arc::new(config), cert.der().clone()))).await,
+        cert.pem(),
+    )
+}
+
+async fn upstream_with(tls: Option<(Arc<ServerConfig>, CertificateDer<'static>)>) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sse_gate = Arc::new(Notify::new());
     let (acceptor, cert) = match tls {
-        Some(pki) => {
-            let (config, der) = pki.server_config();
-            (Some(tokio_rustls::TlsAcceptor::from(config)), Some(der))
-        }
+        Some((config, der)) => (Some(tokio_rustls::TlsAcceptor::from(config)), Some(der)),
         None => (None, None),
     };
     let (seen2, gate2) = (seen.clone(), sse_gate.clone());
@@ -404,8 +432,14 @@ pub fn write_config(dir: &Path, pki: &Pki, rules: &str, extra_proxy: &str, extra
         .collect::<Vec<_>>()
         .join(", ");
     let d = dir.display();
+    // A test may name its own upstream roots instead of the test CA.
+    let roots = if extra_proxy.contains("upstream_ca") {
+        String::new()
+    } else {
+        format!("upstream_ca = [\"{d}/upstream-ca.pem\"]\n")
+    };
     let text = format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream_ca = [\"{d}/upstream-ca.pem\"]\nhosts = {{ {hosts} }}\n{extra_proxy}\n\
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n{roots}hosts = {{ {hosts} }}\n{extra_proxy}\n\
          [review]\nlisten = \"127.0.0.1:0\"\n\
          [store]\npath = \"{d}/data\"\n[tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{d}/rules\"\n{extra}\n"
     );
