@@ -30,6 +30,8 @@ const LEAF_CACHE_HOSTS: usize = 1024;
 const MAX_CONNECTIONS: usize = 10_000;
 /// How long an upstream may take to answer a released hold.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for each listener's connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Where the hash of the generated admin token is kept.
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
@@ -96,7 +98,11 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
-            let _ = task.await;
+            // A connection that will not close must not keep airlock up.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err() {
+                abort.abort();
+            }
         }
         if let Err(e) = self.store.flush().await {
             tracing::error!(error = %e, "flushing the store at shutdown failed");
@@ -153,14 +159,15 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     }
     tracing::info!(listen = %proxy_addr, rules = rules.rules().len(), unmatched = %rules.unmatched(), "airlock proxy listening");
     tracing::info!(listen = %review_addr, reviewers = reviewers.len(), "review server listening");
+    let (shutdown, stop) = watch::channel(false);
     let review = crate::review::api::router(Arc::new(ReviewState {
         store: store.clone(),
         releaser: releaser.clone(),
         rules,
         reviewers,
         ca_pem: ca.cert_pem().to_owned(),
+        shutdown: stop.clone(),
     }));
-    let (shutdown, stop) = watch::channel(false);
     let mut review_stop = stop.clone();
     let tasks = vec![
         tokio::spawn(accept_loop(listener, proxy, stop.clone())),

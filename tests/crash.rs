@@ -141,4 +141,29 @@ async fn kill_9_loses_nothing_and_sends_nothing_twice() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact"));
+
+    // Tampering is found and named.
+    {
+        let store =
+            airlock::holds::Store::open(&config.store.path, airlock::holds::store::system_clock())
+                .unwrap();
+        let tree = store.audit_tree();
+        let key = 2u64.to_be_bytes();
+        let mut record: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
+        record["detail"] = serde_json::json!({"note": "rewritten"});
+        tree.insert(key, serde_json::to_vec(&record).unwrap())
+            .unwrap();
+        store.flush().await.unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["audit", "verify", "--config"])
+        .arg(dir.path().join("airlock.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit record 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

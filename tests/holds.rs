@@ -473,3 +473,145 @@ async fn a_tampered_audit_record_is_found() {
     assert_eq!(err.seq, 1);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn events_stream_tells_of_holds_as_they_happen() {
+    use futures_util::StreamExt;
+    let (_pki, up, a, _api, _) = setup().await;
+    let res = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/api/events", a.review_url()))
+        .bearer_auth(ALICE.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut stream = res.bytes_stream();
+    let held = send_mail(&a, up.port(), MAIL).await;
+    let id = held.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: held"), "{text}");
+    assert!(text.contains(&id), "{text}");
+    assert!(
+        !text.contains("client@example.com"),
+        "events carry no request content"
+    );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_key_makes_a_changed_retry_the_same_hold() {
+    let (_pki, up, a, _api, _) = setup().await;
+    let c = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let url = format!("https://mail.test:{}/v3/mail/send", up.port());
+    let mut ids = Vec::new();
+    for body in [
+        MAIL,
+        r#"{"to":"client@example.com","subject":"Your quote (retry)"}"#,
+    ] {
+        let res = c
+            .post(&url)
+            .header("idempotency-key", "quote-42")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        ids.push(res.headers()["airlock-hold"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1]);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn curl_is_held_and_gets_the_held_answer() {
+    let (_pki, up, a, api, _) = setup().await;
+    let curl = common::require_tool("curl");
+    let (proxy, ca) = (a.proxy_url(), a.ca_path());
+    let url = format!("https://mail.test:{}/v3/mail/send", up.port());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(curl)
+            .args(["-sS", "-i", "-x", &proxy, "--cacert"])
+            .arg(ca)
+            .args(["-H", "content-type: application/json", "-d", MAIL, &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.contains("airlock-state: pending"), "{text}");
+    assert!(text.contains("\"airlock\":\"held\""), "{text}");
+    let list = api.get("/api/holds?state=pending", ALICE.1).await;
+    assert_eq!(list["holds"].as_array().unwrap().len(), 1);
+    assert_eq!(up.count(), 0);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn without_reviewers_an_admin_token_is_made_once_and_the_server_stays_on_loopback() {
+    let pki = Pki::new();
+    // Refused: a public review address with nobody configured to review.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::write_config(dir.path(), &pki, RULES, "", "");
+    config.review.listen = "0.0.0.0:0".parse().unwrap();
+    let err = airlock::server::start(&config).await.unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("no [[reviewer]]"), "{err}");
+    // On loopback: one admin token, its hash kept in the store.
+    let config = common::write_config(dir.path(), &pki, RULES, "", "");
+    let first = airlock::server::start(&config).await.unwrap();
+    let hash = first.store.meta_get("admin_token_sha256").unwrap().unwrap();
+    first.shutdown().await;
+    let second = airlock::server::start(&config).await.unwrap();
+    assert_eq!(
+        second
+            .store
+            .meta_get("admin_token_sha256")
+            .unwrap()
+            .unwrap(),
+        hash
+    );
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn many_agents_holding_at_once_are_all_answered() {
+    let (_pki, up, a, api, _) = setup().await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (proxy, ca) = (a.proxy_url(), a.ca_pem());
+            let url = format!("https://mail.test:{}/v3/mail/send", up.port());
+            tokio::spawn(async move {
+                client(&proxy, &[&ca])
+                    .post(url)
+                    .body(format!(r#"{{"to":"c{i}@example.com","subject":"n{i}"}}"#))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    for t in tasks {
+        let status = tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("every held answer arrives")
+            .unwrap();
+        assert_eq!(status, 403);
+    }
+    let list = api.get("/api/holds?state=pending&limit=100", ALICE.1).await;
+    assert_eq!(list["holds"].as_array().unwrap().len(), 40);
+    assert_eq!(up.count(), 0);
+    a.stop().await;
+}

@@ -277,8 +277,15 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
+    ///
+    /// sled 0.34's `flush_async` can leave concurrent callers waiting
+    /// forever (spacejam/sled#1308), so the blocking flush runs on the
+    /// blocking pool; concurrent flushes still share one fsync inside sled.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("flush task failed: {e}")))??;
         Ok(())
     }
 

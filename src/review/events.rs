@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use super::ReviewState;
 use super::auth::Caller;
@@ -31,5 +31,10 @@ pub async fn stream(
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let mut stop = state.shutdown.clone();
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Sse::new(events.take_until(stopped))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -24,4 +24,7 @@ pub struct ReviewState {
     pub reviewers: Vec<Reviewer>,
     /// The airlock CA, served at `/ca.pem` for agents to trust.
     pub ca_pem: String,
+    /// Flips to true at shutdown: long-lived streams end then, so stopping
+    /// never waits on a reviewer's open page.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
