@@ -151,7 +151,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     let (review_listener, review_addr) = bind(config.review.listen).await?;
     let url = public_url(config, review_addr);
     let reviewers = reviewers(config, &store, &url).await?;
-    let _ = proxy.holding.public_url.set(url);
+    let _ = proxy.holding.public_url.set(url.clone());
     // Before serving: mid-send holds become interrupted, overdue ones expire,
     // approved-but-unclaimed ones are sent now.
     for id in store.recover().await? {
@@ -167,6 +167,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         reviewers,
         ca_pem: ca.cert_pem().to_owned(),
         shutdown: stop.clone(),
+        secure_cookies: url.starts_with("https://"),
     }));
     let mut review_stop = stop.clone();
     let tasks = vec![

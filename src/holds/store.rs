@@ -425,7 +425,7 @@ impl Store {
     /// A page of holds: pending ones soonest expiry first, others newest
     /// first. The cursor is opaque to callers.
     pub fn list(&self, filter: &ListFilter) -> Result<(Vec<Hold>, Option<String>), StoreError> {
-        let limit = filter.limit.clamp(1, 500);
+        let limit = filter.limit.clamp(1, 1000);
         let mut out = Vec::with_capacity(limit);
         let cursor = filter.cursor.as_deref().and_then(unhex);
         let keep = |h: &Hold| {
@@ -772,6 +772,11 @@ impl Store {
 
     pub async fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.inner.meta.insert(key, value)?;
+        self.flush().await
+    }
+
+    pub async fn meta_remove(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.meta.remove(key)?;
         self.flush().await
     }
 

@@ -74,6 +74,9 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
+/// How much of each body a list carries (the full body is one GET away).
+const LIST_BODY_PREVIEW: usize = 16 * 1024;
+
 pub fn router(state: Arc<ReviewState>) -> Router {
     Router::new()
         .route("/api/holds", get(list))
@@ -83,6 +86,12 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/api/events", get(super::events::stream))
         .route("/api/audit", get(audit))
         .route("/api/status/{token}", get(status))
+        .route("/", get(super::page::index))
+        .route("/app.js", get(super::page::app_js))
+        .route("/style.css", get(super::page::style))
+        .route("/login", post(super::page::login))
+        .route("/logout", post(super::page::logout))
+        .route("/api/session", get(super::page::whoami))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/ca.pem", get(ca_pem))
@@ -101,6 +110,11 @@ pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
         None => (Value::Null, Value::Null),
         Some(b) => match std::str::from_utf8(b) {
             Ok(t) => (Value::String(t.to_owned()), Value::Null),
+            // A preview cut inside a character: text up to the cut.
+            Err(e) if e.error_len().is_none() => (
+                Value::String(String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned()),
+                Value::Null,
+            ),
             Err(_) => (
                 Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
                 Value::String("base64".into()),
@@ -189,7 +203,21 @@ async fn list(
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
     let (holds, next) = state.store.list(&filter)?;
-    let holds: Vec<Value> = holds.iter().map(|h| view(h, None)).collect();
+    let holds: Vec<Value> = holds
+        .iter()
+        .map(|h| {
+            // Cards show the draft without a second request: a preview.
+            let body = state.store.body(&h.id).ok().flatten();
+            let preview = body.as_ref().map(|b| &b[..b.len().min(LIST_BODY_PREVIEW)]);
+            let mut v = view(h, preview);
+            v["allow_edit"] = state
+                .rules
+                .rule(&h.rule)
+                .is_some_and(|r| r.allow_edit)
+                .into();
+            v
+        })
+        .collect();
     Ok(axum::Json(json!({ "holds": holds, "next_cursor": next })).into_response())
 }
 
@@ -200,7 +228,13 @@ async fn one(
 ) -> ApiResult {
     let hold = state.store.get(&id)?.ok_or(StoreError::NotFound)?;
     let body = state.store.body(&id)?;
-    Ok(axum::Json(view(&hold, body.as_deref())).into_response())
+    let mut v = view(&hold, body.as_deref());
+    v["allow_edit"] = state
+        .rules
+        .rule(&hold.rule)
+        .is_some_and(|r| r.allow_edit)
+        .into();
+    Ok(axum::Json(v).into_response())
 }
 
 #[derive(Deserialize, Default)]

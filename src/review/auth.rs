@@ -10,8 +10,8 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
-use super::ReviewState;
 use super::api::ApiError;
+use super::{ReviewState, session};
 use crate::config::Reviewer;
 use crate::holds::Hold;
 use crate::proxy::held::UNMATCHED_RULE;
@@ -51,11 +51,13 @@ pub fn authenticate(reviewers: &[Reviewer], token: &str) -> Option<Caller> {
 impl FromRequestParts<Arc<ReviewState>> for Caller {
     type Rejection = ApiError;
 
+    /// A bearer token, or the page's session cookie; with the cookie, a
+    /// request that changes anything must also carry the CSRF token.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &Arc<ReviewState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
+        let bearer = parts
             .headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -63,9 +65,39 @@ impl FromRequestParts<Arc<ReviewState>> for Caller {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("a bearer token is needed"))?;
-        authenticate(&state.reviewers, token).ok_or_else(|| ApiError::unauthorized("unknown token"))
+            .map(str::trim);
+        if let Some(token) = bearer {
+            return authenticate(&state.reviewers, token)
+                .ok_or_else(|| ApiError::unauthorized("unknown token"));
+        }
+        let Some(sid) = session::cookie(&parts.headers) else {
+            return Err(ApiError::unauthorized(
+                "a bearer token or a page login is needed",
+            ));
+        };
+        let Some(s) = session::lookup(&state.store, &sid) else {
+            return Err(ApiError::unauthorized(
+                "the page session has ended; log in again",
+            ));
+        };
+        let safe = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+        if !safe {
+            let sent = parts
+                .headers
+                .get(session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !session::same(sent, &s.csrf) {
+                return Err(ApiError::new(
+                    http::StatusCode::FORBIDDEN,
+                    "missing or wrong CSRF token",
+                ));
+            }
+        }
+        Ok(Caller {
+            name: s.reviewer,
+            admin: s.admin,
+        })
     }
 }
 

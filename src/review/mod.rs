@@ -1,4 +1,4 @@
-//! The review server: the review API (and, later, the approval page) on
+//! The review server: the review API and the approval page on
 //! `[review] listen`. Reviewers read holds and decide them here; the proxy
 //! never calls into this module, and this module never sends a request
 //! except by handing an approved hold to the releaser.
@@ -6,6 +6,8 @@
 pub mod api;
 pub mod auth;
 pub mod events;
+pub mod page;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -27,4 +29,6 @@ pub struct ReviewState {
     /// Flips to true at shutdown: long-lived streams end then, so stopping
     /// never waits on a reviewer's open page.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Session cookies get `Secure` when the page is served over https.
+    pub secure_cookies: bool,
 }

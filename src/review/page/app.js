@@ -1,0 +1,342 @@
+'use strict';
+// The approval page: one queue of pending holds, each decidable from its
+// card. All content from holds is inserted as text, never as HTML.
+
+const $ = (sel, el = document) => el.querySelector(sel);
+const cards = new Map(); // id -> { hold, el }
+let csrf = null;
+let selected = null;
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && csrf) headers['x-csrf-token'] = csrf;
+  const res = await fetch(path, {
+    method, headers, credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await res.json(); } catch (_) { /* not JSON */ }
+  return { status: res.status, data };
+}
+
+// ---- the draft, rendered for a person --------------------------------------
+
+function highlighter(summary) {
+  const s = (summary || '').toLowerCase();
+  return (value) => {
+    const t = String(value).trim().toLowerCase();
+    return t.length >= 2 && s.includes(t);
+  };
+}
+
+function jsonNodes(value, indent, hl, out) {
+  const pad = '  '.repeat(indent);
+  if (Array.isArray(value)) {
+    if (value.length === 0) { out.push('[]'); return; }
+    out.push('[\n');
+    value.forEach((v, i) => {
+      out.push(pad + '  ');
+      jsonNodes(v, indent + 1, hl, out);
+      out.push(i < value.length - 1 ? ',\n' : '\n');
+    });
+    out.push(pad + ']');
+  } else if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value);
+    if (keys.length === 0) { out.push('{}'); return; }
+    out.push('{\n');
+    keys.forEach((k, i) => {
+      out.push(pad + '  ' + JSON.stringify(k) + ': ');
+      jsonNodes(value[k], indent + 1, hl, out);
+      out.push(i < keys.length - 1 ? ',\n' : '\n');
+    });
+    out.push(pad + '}');
+  } else {
+    const text = JSON.stringify(value);
+    out.push(value !== null && hl(value) ? el('mark', { text }) : text);
+  }
+}
+
+function renderDraft(h) {
+  const req = h.request || {};
+  const box = el('div', { class: 'draft', 'aria-label': 'What would be sent' });
+  const type = (req.content_type || '').toLowerCase();
+  if (req.body == null || req.body === '') {
+    box.append(el('p', { text: req.body_size ? `${req.body_size} bytes` : 'No body' }));
+    return box;
+  }
+  if (req.body_encoding === 'base64') {
+    box.append(el('p', { text: `${req.body_size} bytes of ${req.content_type || 'binary data'} (not text)` }));
+    return box;
+  }
+  if (type.includes('json') || /^\s*[{[]/.test(req.body)) {
+    try {
+      const parts = [];
+      jsonNodes(JSON.parse(req.body), 0, highlighter(h.summary), parts);
+      box.append(el('pre', {}, ...parts));
+      return box;
+    } catch (_) { /* shown as text below */ }
+  }
+  if (type.includes('x-www-form-urlencoded')) {
+    const hl = highlighter(h.summary);
+    const table = el('table');
+    for (const [k, v] of new URLSearchParams(req.body)) {
+      table.append(el('tr', {}, el('th', { text: k }), el('td', {}, hl(v) ? el('mark', { text: v }) : v)));
+    }
+    box.append(table);
+    return box;
+  }
+  box.append(el('pre', { text: req.body }));
+  if (req.body_size > req.body.length) box.append(el('p', { text: `… ${req.body_size} bytes in all` }));
+  return box;
+}
+
+// ---- cards -----------------------------------------------------------------
+
+function left(expires) {
+  const s = Math.max(0, Math.round((Date.parse(expires) - Date.now()) / 1000));
+  if (s <= 0) return 'expiring now';
+  const d = Math.floor(s / 86400), hh = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `expires in ${d}d ${hh}h`;
+  if (hh > 0) return `expires in ${hh}h ${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `expires in ${m}m ${String(s % 60).padStart(2, '0')}s`;
+  return `expires in ${s}s`;
+}
+
+function target(h) {
+  try {
+    const u = new URL(h.url);
+    return `${h.method} ${u.host}${u.pathname}`;
+  } catch (_) { return `${h.method} ${h.url}`; }
+}
+
+function card(h) {
+  const reason = el('input', { class: 'reason', type: 'text', placeholder: 'Reason (optional)', 'aria-label': 'Reason for dismissing' });
+  const error = el('p', { class: 'error', role: 'alert', hidden: '' });
+  const actions = el('div', { class: 'actions' },
+    el('button', { type: 'button', class: 'approve', text: 'Approve', onclick: () => decide(h.id, 'approve', {}) }),
+    reason,
+    el('button', { type: 'button', class: 'dismiss', text: 'Dismiss', onclick: () => decide(h.id, 'dismiss', reason.value ? { reason: reason.value } : {}) }),
+  );
+  if (h.allow_edit) {
+    actions.append(el('button', { type: 'button', class: 'edit', text: 'Edit & approve', onclick: () => edit(h) }));
+  }
+  const countdown = el('span', { class: 'countdown', 'data-expires': h.expires_at, text: left(h.expires_at) });
+  const node = el('article', { class: 'card', 'data-id': h.id, tabindex: '-1', 'aria-label': h.summary },
+    el('p', { class: 'trigger', text: h.trigger }),
+    el('h2', { class: 'summary', text: h.summary }),
+    el('p', { class: 'meta' },
+      el('span', { text: `agent ${h.agent}` }),
+      el('span', { text: h.label && h.label !== h.trigger ? `rule ${h.rule} · ${h.label}` : `rule ${h.rule}` }),
+      el('code', { text: target(h) }),
+      countdown),
+    renderDraft(h),
+    actions,
+    error,
+  );
+  node.addEventListener('click', () => select(h.id));
+  return node;
+}
+
+function insert(h) {
+  const node = card(h);
+  cards.set(h.id, { hold: h, el: node });
+  const queue = $('#queue');
+  const later = [...cards.values()].find((c) => c.el.isConnected && c.hold.expires_at > h.expires_at);
+  queue.insertBefore(node, later ? later.el : null);
+  if (!selected) select(h.id);
+  updateCount();
+}
+
+function remove(id, note) {
+  const c = cards.get(id);
+  if (!c) return;
+  if (selected === id) {
+    const next = c.el.nextElementSibling || c.el.previousElementSibling;
+    selected = null;
+    if (next && next.dataset.id) select(next.dataset.id);
+  }
+  c.el.remove();
+  cards.delete(id);
+  updateCount();
+  if (note) notice(`“${c.hold.summary}” — ${note}`);
+}
+
+function notice(text) {
+  const p = el('p', { text });
+  $('#notices').prepend(p);
+  setTimeout(() => p.remove(), 8000);
+}
+
+function updateCount() {
+  $('#count').textContent = String(cards.size);
+  $('#empty').hidden = cards.size > 0;
+}
+
+function select(id) {
+  if (selected && cards.has(selected)) cards.get(selected).el.classList.remove('selected');
+  selected = id;
+  const c = cards.get(id);
+  if (c) {
+    c.el.classList.add('selected');
+    c.el.focus({ preventScroll: true });
+    c.el.scrollIntoView({ block: 'nearest' });
+  }
+}
+
+function move(step) {
+  const ids = [...$('#queue').querySelectorAll('.card')].map((n) => n.dataset.id);
+  if (ids.length === 0) return;
+  const i = Math.max(0, Math.min(ids.length - 1, ids.indexOf(selected) + step));
+  select(ids[i]);
+}
+
+async function decide(id, action, payload) {
+  const c = cards.get(id);
+  if (!c) return;
+  const error = $('.error', c.el);
+  c.el.querySelectorAll('button').forEach((b) => { b.disabled = true; });
+  const r = await api('POST', `/api/holds/${id}/${action}`, payload);
+  if (r.status === 200) {
+    remove(id, action === 'approve' ? 'approved by you' : 'dismissed by you');
+    return;
+  }
+  c.el.querySelectorAll('button').forEach((b) => { b.disabled = false; });
+  error.hidden = false;
+  if (r.status === 409) {
+    const now = await api('GET', `/api/holds/${id}`);
+    const who = now.data && now.data.decided_by ? ` by ${now.data.decided_by}` : '';
+    error.textContent = `Too late: this hold was already ${now.data ? now.data.state : 'decided'}${who}. Nothing was changed.`;
+    setTimeout(() => remove(id), 4000);
+  } else if (r.status === 401) {
+    error.textContent = 'Your session has ended: log in again.';
+  } else {
+    error.textContent = (r.data && r.data.error) || `The decision failed (${r.status}).`;
+  }
+}
+
+async function edit(h) {
+  const c = cards.get(h.id);
+  if (!c || $('.editor', c.el)) return;
+  const full = await api('GET', `/api/holds/${h.id}`);
+  const area = el('textarea', { class: 'editor', 'aria-label': 'Body to send' });
+  area.value = (full.data && full.data.request && full.data.request.body) || '';
+  const send = el('button', { type: 'button', class: 'approve', text: 'Approve edited', onclick: () => decide(h.id, 'approve', { body: area.value }) });
+  $('.actions', c.el).before(area, el('div', { class: 'actions' }, send));
+  area.focus();
+}
+
+// ---- live updates, history, session ----------------------------------------
+
+const NOTES = {
+  approved: (e) => `approved by ${e.actor}`,
+  dismissed: (e) => `dismissed by ${e.actor}`,
+  expired: () => 'expired: nobody decided in time, not sent',
+};
+
+function follow() {
+  const es = new EventSource('/api/events');
+  es.addEventListener('held', async (ev) => {
+    const e = JSON.parse(ev.data);
+    if (cards.has(e.id)) return;
+    const r = await api('GET', `/api/holds/${e.id}`);
+    if (r.status === 200 && r.data.state === 'pending' && !cards.has(e.id)) insert(r.data);
+  });
+  for (const kind of ['approved', 'dismissed', 'expired', 'released', 'failed', 'interrupted']) {
+    es.addEventListener(kind, (ev) => {
+      const e = JSON.parse(ev.data);
+      if (cards.has(e.id)) remove(e.id, (NOTES[kind] || (() => kind))(e));
+      if (!$('#history').hidden) loadHistory();
+    });
+  }
+}
+
+async function loadQueue() {
+  const r = await api('GET', '/api/holds?state=pending&limit=1000');
+  if (r.status !== 200) return;
+  const frag = document.createDocumentFragment();
+  for (const h of r.data.holds) {
+    const node = card(h);
+    cards.set(h.id, { hold: h, el: node });
+    frag.append(node);
+  }
+  $('#queue').append(frag);
+  updateCount();
+  const first = r.data.holds[0];
+  if (first) select(first.id);
+}
+
+async function loadHistory() {
+  const r = await api('GET', '/api/holds?limit=200');
+  if (r.status !== 200) return;
+  const rows = r.data.holds.filter((h) => h.state !== 'pending').map((h) => el('tr', {},
+    el('td', { text: (h.decided_at || h.created_at || '').replace('T', ' ').slice(0, 19) }),
+    el('td', { text: h.summary }),
+    el('td', { text: h.rule }),
+    el('td', { class: `state-${h.state}`, text: h.state + (h.response ? ` (${h.response.status})` : '') }),
+    el('td', { text: h.decided_by || (h.state === 'expired' ? 'nobody' : '') }),
+    el('td', { text: h.note || h.reason || h.error || '' }),
+  ));
+  const table = el('table', {},
+    el('thead', {}, el('tr', {}, ...['When', 'Summary', 'Rule', 'Outcome', 'Who', 'Note / reason'].map((t) => el('th', { text: t })))),
+    el('tbody', {}, ...rows));
+  $('#history').replaceChildren(rows.length ? table : el('p', { class: 'empty', text: 'No decided holds yet.' }));
+}
+
+function show(view) {
+  document.querySelectorAll('.tab').forEach((t) => t.setAttribute('aria-pressed', String(t.dataset.view === view)));
+  $('#queue').hidden = view !== 'queue';
+  $('#history').hidden = view !== 'history';
+  if (view === 'history') loadHistory();
+}
+
+function keys(ev) {
+  if (ev.target.closest('input, textarea') || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (ev.key === 'j') move(1);
+  else if (ev.key === 'k') move(-1);
+  else if (ev.key === 'a' && selected) decide(selected, 'approve', {});
+  else if (ev.key === 'd' && selected) {
+    const c = cards.get(selected);
+    const reason = c ? $('.reason', c.el).value : '';
+    decide(selected, 'dismiss', reason ? { reason } : {});
+  } else return;
+  ev.preventDefault();
+}
+
+async function start() {
+  const s = await api('GET', '/api/session');
+  if (s.status !== 200) {
+    $('#login').hidden = false;
+    $('#queue').hidden = true;
+    return;
+  }
+  csrf = s.data.csrf;
+  $('#who').textContent = s.data.reviewer + (s.data.admin ? ' (admin)' : '');
+  $('#logout').hidden = false;
+  $('#logout').addEventListener('click', async () => { await api('POST', '/logout'); location.assign('/'); });
+  document.querySelectorAll('.tab').forEach((t) => t.addEventListener('click', () => show(t.dataset.view)));
+  document.addEventListener('keydown', keys);
+  await loadQueue();
+  follow();
+  setInterval(() => {
+    document.querySelectorAll('.countdown').forEach((n) => {
+      n.textContent = left(n.dataset.expires);
+      n.classList.toggle('soon', Date.parse(n.dataset.expires) - Date.now() < 5 * 60 * 1000);
+    });
+  }, 1000);
+  document.body.dataset.ready = 'true';
+}
+
+start();

@@ -1,0 +1,306 @@
+//! The approval page in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver): log in with the token URL,
+//! holds appear live, Approve and Dismiss from the card, decisions made
+//! elsewhere disappear, edit-and-approve sends the edit, and a request
+//! without the CSRF token is refused. Screenshots go to target/screenshots.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{
+    ALICE, Pki, ROOT, TestClock, airlock_with, client, require_tool, reviewers_toml, upstream,
+};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const RULES: &str = r#"
+[[rule]]
+name = "mail-send"
+action = "review"
+label = "Outbound client message"
+host = ["mail.test"]
+method = ["POST"]
+path = ["/v3/mail/send"]
+window = "2h"
+summary = "Email to {/to}: {/subject}"
+
+[[rule]]
+name = "crm-edit"
+action = "review"
+label = "Deal stage change"
+host = ["mail.test"]
+method = ["PATCH"]
+window = "4h"
+allow_edit = true
+summary = "Deal stage to {/stage}"
+"#;
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn browser() -> Browser {
+    let chromium = require_tool("chromium");
+    let chromedriver = require_tool("chromedriver");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("chromedriver session");
+    Browser {
+        client,
+        driver,
+        _profile: profile,
+    }
+}
+
+async fn wait_for(b: &Browser, css: &str) -> fantoccini::elements::Element {
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+}
+
+async fn wait_gone(b: &Browser, css: &str) {
+    for _ in 0..200 {
+        if b.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{css} never went away");
+}
+
+async fn until<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn screenshot_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_reviewer_decides_holds_from_the_page() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), TestClock::new().clock()).await;
+    let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let mail = |to: &str, subject: &str| {
+        agent
+            .post(format!("https://mail.test:{}/v3/mail/send", up.port()))
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sg-secret-never-shown")
+            .header("airlock-trigger", "Client asked for a quote")
+            .body(json!({"to": to, "subject": subject, "text": "Total: 1,200 EUR"}).to_string())
+            .send()
+    };
+    let id_of = |res: reqwest::Response| res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+
+    let b = browser().await;
+    // Log in with the token URL: the page lands on / with the token gone.
+    b.client
+        .goto(&format!("{}/?token={}", a.review_url(), ROOT.1))
+        .await
+        .unwrap();
+    wait_for(&b, "body[data-ready=true]").await;
+    let url = b.client.current_url().await.unwrap();
+    assert!(!url.as_str().contains("token"), "{url}");
+
+    // A held request appears without a reload, with its draft and no secret.
+    let first = id_of(mail("ana@client.example", "Your quote").await.unwrap());
+    let card = wait_for(&b, &format!(".card[data-id='{first}']")).await;
+    let text = card.text().await.unwrap();
+    assert!(
+        text.contains("Email to ana@client.example: Your quote"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("client asked for a quote"), "{text}");
+    assert!(text.contains("1,200 EUR"), "{text}");
+    assert!(
+        !b.client
+            .source()
+            .await
+            .unwrap()
+            .contains("sg-secret-never-shown")
+    );
+    let second = id_of(mail("bo@client.example", "Your invoice").await.unwrap());
+    wait_for(&b, &format!(".card[data-id='{second}']")).await;
+    let dir = screenshot_dir();
+    std::fs::write(
+        dir.join("queue-desktop.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    b.client.set_window_size(380, 900).await.unwrap();
+    std::fs::write(
+        dir.join("queue-380.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    b.client.set_window_size(1280, 900).await.unwrap();
+
+    // Approve on the card: sent once, and the card leaves.
+    wait_for(&b, &format!(".card[data-id='{first}'] .approve"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&b, &format!(".card[data-id='{first}']")).await;
+    until("the approved email to arrive", || up.count() == 1).await;
+
+    // Dismiss with a reason: nothing sent, the history shows the reason.
+    wait_for(&b, &format!(".card[data-id='{second}'] .reason"))
+        .await
+        .send_keys("wrong client")
+        .await
+        .unwrap();
+    wait_for(&b, &format!(".card[data-id='{second}'] .dismiss"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&b, &format!(".card[data-id='{second}']")).await;
+    wait_for(&b, ".tab[data-view=history]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let history = wait_for(&b, "#history table").await;
+    let text = history.text().await.unwrap();
+    assert!(text.contains("wrong client"), "{text}");
+    assert!(text.contains("dismissed"), "{text}");
+    wait_for(&b, ".tab[data-view=queue]")
+        .await
+        .click()
+        .await
+        .unwrap();
+
+    // Decided elsewhere (the API): the card disappears by itself.
+    let third = id_of(mail("cy@client.example", "Reminder").await.unwrap());
+    wait_for(&b, &format!(".card[data-id='{third}']")).await;
+    let status = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}/api/holds/{third}/approve", a.review_url()))
+        .bearer_auth(ALICE.1)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    wait_gone(&b, &format!(".card[data-id='{third}']")).await;
+    until("the API-approved email to arrive", || up.count() == 2).await;
+
+    // Without the CSRF token, the session cookie alone changes nothing.
+    let fourth = id_of(mail("di@client.example", "Hello").await.unwrap());
+    wait_for(&b, &format!(".card[data-id='{fourth}']")).await;
+    let refused = b
+        .client
+        .execute(
+            "return fetch('/api/holds/' + arguments[0] + '/approve', {method: 'POST', credentials: 'same-origin'}).then(r => r.status);",
+            vec![json!(fourth)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, json!(403));
+    assert_eq!(
+        a.store().get(&fourth).unwrap().unwrap().state.as_str(),
+        "pending"
+    );
+
+    // Edit & approve sends the edited body.
+    let deal = agent
+        .patch(format!("https://mail.test:{}/deals/7", up.port()))
+        .header("content-type", "application/json")
+        .body(r#"{"stage":"won"}"#)
+        .send()
+        .await
+        .unwrap();
+    let deal = id_of(deal);
+    wait_for(&b, &format!(".card[data-id='{deal}'] .edit"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let editor = wait_for(&b, &format!(".card[data-id='{deal}'] .editor")).await;
+    editor.clear().await.unwrap();
+    editor.send_keys(r#"{"stage":"lost"}"#).await.unwrap();
+    wait_for(
+        &b,
+        &format!(".card[data-id='{deal}'] .editor + .actions .approve"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    until("the edited deal to arrive", || up.count() == 3).await;
+    assert_eq!(up.requests()[2].body, r#"{"stage":"lost"}"#.as_bytes());
+
+    b.client.clone().close().await.unwrap();
+    a.stop().await;
+}
