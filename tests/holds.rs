@@ -615,3 +615,61 @@ async fn many_agents_holding_at_once_are_all_answered() {
     assert_eq!(up.count(), 0);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn stats_count_outcomes_and_decision_times_per_rule() {
+    let (_pki, up, a, api, clock) = setup().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let res = send_mail(
+            &a,
+            up.port(),
+            &format!(r#"{{"to":"c{n}@example.com","subject":"s"}}"#),
+        )
+        .await;
+        ids.push(res.headers()["airlock-hold"].to_str().unwrap().to_owned());
+    }
+    clock.advance(Duration::from_secs(10));
+    api.call(
+        "POST",
+        &format!("/api/holds/{}/approve", ids[0]),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    clock.advance(Duration::from_secs(20));
+    api.call(
+        "POST",
+        &format!("/api/holds/{}/dismiss", ids[1]),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    let v = api.get("/api/stats?since=30d", ALICE.1).await;
+    assert_eq!(v["queue_depth"], 1);
+    clock.advance(Duration::from_secs(2 * 3600));
+    a.store().expire_due().await.unwrap();
+    let v = api.get("/api/stats?since=30d", ALICE.1).await;
+    let mail = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "mail-send")
+        .unwrap();
+    assert_eq!(mail["holds"], 3);
+    assert_eq!(mail["approved"], 1);
+    assert_eq!(mail["dismissed"], 1);
+    assert_eq!(mail["expired"], 1);
+    assert_eq!(mail["approval_rate"], 0.5);
+    // Decision times 10 s and 30 s: nearest-rank median 10, p90 30.
+    assert_eq!(mail["median_decision_secs"], 10.0);
+    assert_eq!(mail["p90_decision_secs"], 30.0);
+    assert_eq!(v["queue_depth"], 0);
+    assert_eq!(
+        api.call("GET", "/api/stats?since=soon", Some(ALICE.1), None)
+            .await
+            .0,
+        400
+    );
+    a.stop().await;
+}

@@ -178,7 +178,10 @@ async fn a_reviewer_decides_holds_from_the_page() {
         text.contains("Email to ana@client.example: Your quote"),
         "{text}"
     );
-    assert!(text.to_lowercase().contains("client asked for a quote"), "{text}");
+    assert!(
+        text.to_lowercase().contains("client asked for a quote"),
+        "{text}"
+    );
     assert!(text.contains("1,200 EUR"), "{text}");
     assert!(
         !b.client
@@ -300,6 +303,16 @@ async fn a_reviewer_decides_holds_from_the_page() {
     .unwrap();
     until("the edited deal to arrive", || up.count() == 3).await;
     assert_eq!(up.requests()[2].body, r#"{"stage":"lost"}"#.as_bytes());
+
+    // Queue health lists the rule with its figures.
+    wait_for(&b, ".tab[data-view=health]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let health = wait_for(&b, "#health table").await.text().await.unwrap();
+    assert!(health.contains("mail-send"), "{health}");
+    assert!(health.contains("crm-edit"), "{health}");
 
     b.client.clone().close().await.unwrap();
     a.stop().await;

@@ -747,6 +747,35 @@ impl Store {
         Ok(to_send)
     }
 
+    /// Visits holds newest first until `visit` returns false.
+    pub fn scan_newest_first(
+        &self,
+        mut visit: impl FnMut(&Hold) -> bool,
+    ) -> Result<(), StoreError> {
+        for item in self.inner.holds.iter().rev() {
+            let (_, v) = item?;
+            let hold = decode(&v).map_err(StoreError::Corrupt)?;
+            if !visit(&hold) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many holds are pending, and since when the oldest has waited.
+    pub fn pending_overview(&self) -> Result<(u64, Option<jiff::Timestamp>), StoreError> {
+        let mut depth = 0;
+        let mut oldest: Option<jiff::Timestamp> = None;
+        for key in self.inner.expiry.iter().keys() {
+            let key = key?;
+            depth += 1;
+            if let Some(hold) = self.get_by_key(&key[8..])? {
+                oldest = Some(oldest.map_or(hold.created_at, |o| o.min(hold.created_at)));
+            }
+        }
+        Ok((depth, oldest))
+    }
+
     /// Audit records with sequence numbers after `after`, oldest first.
     pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();

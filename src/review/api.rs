@@ -85,6 +85,7 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/api/holds/{id}/dismiss", post(dismiss))
         .route("/api/events", get(super::events::stream))
         .route("/api/audit", get(audit))
+        .route("/api/stats", get(stats))
         .route("/api/status/{token}", get(status))
         .route("/", get(super::page::index))
         .route("/app.js", get(super::page::app_js))
@@ -358,4 +359,33 @@ async fn ca_pem(State(state): State<Arc<ReviewState>>) -> Response {
         state.ca_pem.clone(),
     )
         .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    since: Option<String>,
+}
+
+/// `GET /api/stats?since=30d`: per-rule queue figures.
+async fn stats(
+    _caller: Caller,
+    State(state): State<Arc<ReviewState>>,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let period = match q.since.as_deref() {
+        None | Some("") => std::time::Duration::from_secs(30 * 86400),
+        Some(s) => crate::window::parse_duration(s)
+            .map_err(|e| ApiError::bad_request(format!("since: {e}")))?,
+    };
+    let period = jiff::SignedDuration::try_from(period)
+        .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
+    let since = state
+        .store
+        .now()
+        .checked_sub(period)
+        .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
+    let figures = crate::holds::stats::figures(&state.store, since)?;
+    Ok(axum::Json(figures).into_response())
 }

@@ -1,0 +1,135 @@
+//! The approval page's weight and the time to show 1,000 pending holds in
+//! headless Chromium (Debian's chromium + chromium-driver), against a real
+//! airlock whose store holds 1,000 pending holds.
+//!
+//! `cargo bench --bench page`
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use airlock::config::{Config, Env};
+use airlock::holds::{Hold, State};
+use bytes::Bytes;
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+fn hold(i: u64) -> Hold {
+    let now = jiff::Timestamp::now();
+    Hold {
+        id: uuid::Uuid::now_v7().to_string(),
+        state: State::Pending,
+        rule: "sendgrid-mail-send".into(),
+        label: "Outbound client message".into(),
+        summary: format!("Email to client{i}@example.com: Your quote #{i}"),
+        agent: "quote-bot".into(),
+        trigger: "Client asked for a quote".into(),
+        method: "POST".into(),
+        url: "https://api.sendgrid.com/v3/mail/send".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        secret_headers: vec![],
+        body_size: 0,
+        content_type: Some("application/json".into()),
+        created_at: now,
+        expires_at: now + jiff::SignedDuration::from_secs(7200 + i as i64),
+        decided_at: None,
+        decided_by: None,
+        note: None,
+        reason: None,
+        edited: false,
+        sending: false,
+        response: None,
+        error: None,
+        status_token: airlock::holds::random_token(),
+        fingerprint: format!("{i:064x}"),
+        idempotency_key: None,
+        replayed: false,
+        max_wait_secs: 120,
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let page = ["index.html", "app.js", "style.css"]
+        .iter()
+        .map(|f| {
+            std::fs::metadata(format!(
+                "{}/src/review/page/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+            .len()
+        })
+        .sum::<u64>();
+    println!(
+        "page weight (HTML + CSS + JS, uncompressed): {:.1} KB",
+        page as f64 / 1000.0
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        let token = "bench-token";
+        let hash = airlock::holds::hex(&airlock::review::auth::token_hash(token));
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[review]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{d}/data\"\n\
+             [tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{d}/rules\"\n\
+             [[reviewer]]\nname = \"r\"\ntoken_sha256 = \"{hash}\"\nadmin = true\n"
+        );
+        let config = Config::parse("bench.toml", &text, &Env::default()).unwrap();
+        let running = airlock::server::start(&config).await.unwrap();
+        for i in 0..1000 {
+            let body = json!({"personalizations": [{"to": [{"email": format!("client{i}@example.com")}]}],
+                              "subject": format!("Your quote #{i}"), "content": [{"type": "text/plain", "value": "Total: 1,200 EUR"}]});
+            running.store.create(hold(i), Bytes::from(body.to_string())).await.unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver on PATH (apt-get install chromium-driver)");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"goog:chromeOptions": {"args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", format!("--user-data-dir={}", profile.path().display())]}});
+        let serde_json::Value::Object(caps) = caps else { unreachable!() };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let base = format!("http://{}", running.review_addr);
+        client.goto(&format!("{base}/?token={token}")).await.unwrap();
+        client.wait().at_most(Duration::from_secs(60)).for_element(Locator::Css("body[data-ready=true]")).await.unwrap();
+        let mut queue = Vec::new();
+        let mut load = Vec::new();
+        for _ in 0..5 {
+            client.refresh().await.unwrap();
+            client.wait().at_most(Duration::from_secs(60)).for_element(Locator::Css("body[data-ready=true]")).await.unwrap();
+            let v = client
+                .execute("return [document.body.dataset.queueMs, document.body.dataset.loadMs, document.querySelectorAll('.card').length];", vec![])
+                .await
+                .unwrap();
+            assert_eq!(v[2], json!(1000));
+            queue.push(v[0].as_str().unwrap().parse::<u64>().unwrap());
+            load.push(v[1].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        queue.sort();
+        load.sort();
+        println!("1,000 pending holds: fetch + render the queue median {} ms (min {}, max {}); whole load from navigation median {} ms",
+                 queue[2], queue[0], queue[4], load[2]);
+        client.close().await.unwrap();
+        let _ = driver.kill();
+        let _ = driver.wait();
+        running.shutdown().await;
+    });
+}
