@@ -85,7 +85,13 @@ function renderDraft(h) {
     try {
       const parts = [];
       jsonNodes(JSON.parse(req.body), 0, highlighter(h.summary), parts);
-      box.append(el('pre', {}, ...parts));
+      // Adjacent text in one node: a thousand cards stay cheap to lay out.
+      const merged = [];
+      for (const p of parts) {
+        if (typeof p === 'string' && typeof merged[merged.length - 1] === 'string') merged[merged.length - 1] += p;
+        else merged.push(p);
+      }
+      box.append(el('pre', {}, ...merged));
       return box;
     } catch (_) { /* shown as text below */ }
   }
