@@ -258,6 +258,8 @@ async fn a_reviewer_decides_holds_from_the_page() {
     assert_eq!(status, 200);
     wait_gone(&b, &format!(".card[data-id='{third}']")).await;
     until("the API-approved email to arrive", || up.count() == 2).await;
+    let notices = wait_for(&b, "#notices").await.text().await.unwrap();
+    assert!(notices.contains("approved by alice"), "{notices}");
 
     // Without the CSRF token, the session cookie alone changes nothing.
     let fourth = id_of(mail("di@client.example", "Hello").await.unwrap());
@@ -303,6 +305,26 @@ async fn a_reviewer_decides_holds_from_the_page() {
     .unwrap();
     until("the edited deal to arrive", || up.count() == 3).await;
     assert_eq!(up.requests()[2].body, r#"{"stage":"lost"}"#.as_bytes());
+
+    // The keyboard: the selected card is approved with `a`.
+    let keyed = id_of(mail("ed@client.example", "Keys").await.unwrap());
+    wait_for(&b, &format!(".card[data-id='{keyed}']")).await;
+    // `j` moves the selection down to it (it expires last).
+    let body = b.client.find(Locator::Css("body")).await.unwrap();
+    for _ in 0..5 {
+        body.send_keys("j").await.unwrap();
+    }
+    wait_for(&b, &format!(".card.selected[data-id='{keyed}']")).await;
+    assert_eq!(up.count(), 3, "moving the selection decides nothing");
+    b.client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("a")
+        .await
+        .unwrap();
+    wait_gone(&b, &format!(".card[data-id='{keyed}']")).await;
+    until("the keyboard-approved email to arrive", || up.count() == 4).await;
 
     // Queue health lists the rule with its figures.
     wait_for(&b, ".tab[data-view=health]")
