@@ -495,15 +495,7 @@ impl Store {
         note: Option<String>,
         edited: Option<Bytes>,
     ) -> Result<Hold, StoreError> {
-        let key = id_key(id).ok_or(StoreError::NotFound)?;
-        let now = self.now();
-        let (hold, record) = self.transact(|tx| {
-            let Some(mut hold) = tx.get(&key)? else {
-                return abort("not found");
-            };
-            if hold.state != State::Pending {
-                return abort(format!("not pending: {}", hold.state));
-            }
+        self.decide(id, who, State::Approved, |tx, key, hold| {
             let mut detail = serde_json::json!({ "note": note, "edited": edited.is_some() });
             if let Some(body) = &edited {
                 let old = tx.bodies.get(&key[..])?.unwrap_or_default();
@@ -513,17 +505,10 @@ impl Store {
                 hold.body_size = body.len() as u64;
                 hold.edited = true;
             }
-            hold.state = State::Approved;
-            hold.decided_at = Some(now);
-            hold.decided_by = Some(who.to_owned());
             hold.note = note.clone();
-            tx.put(&mut hold, &key)?;
-            let record = tx.audit(now, "approved", &hold, who, detail)?;
-            Ok((hold, record))
-        })?;
-        self.flush().await?;
-        self.announce(&record, &hold, "approved");
-        Ok(hold)
+            Ok(detail)
+        })
+        .await
     }
 
     /// Pending → dismissed.
@@ -533,8 +518,29 @@ impl Store {
         who: &str,
         reason: Option<String>,
     ) -> Result<Hold, StoreError> {
+        self.decide(id, who, State::Dismissed, |_, _, hold| {
+            hold.reason = reason.clone();
+            Ok(serde_json::json!({ "reason": reason }))
+        })
+        .await
+    }
+
+    /// A person's decision: one transaction from `pending` to `to`, with
+    /// `apply` adding what the decision carries and returning the audit detail.
+    async fn decide(
+        &self,
+        id: &str,
+        who: &str,
+        to: State,
+        apply: impl Fn(
+            &Tx<'_>,
+            &[u8; 16],
+            &mut Hold,
+        ) -> ConflictableTransactionResult<serde_json::Value, String>,
+    ) -> Result<Hold, StoreError> {
         let key = id_key(id).ok_or(StoreError::NotFound)?;
         let now = self.now();
+        let event = to.as_str();
         let (hold, record) = self.transact(|tx| {
             let Some(mut hold) = tx.get(&key)? else {
                 return abort("not found");
@@ -542,22 +548,16 @@ impl Store {
             if hold.state != State::Pending {
                 return abort(format!("not pending: {}", hold.state));
             }
-            hold.state = State::Dismissed;
+            let detail = apply(tx, &key, &mut hold)?;
+            hold.state = to;
             hold.decided_at = Some(now);
             hold.decided_by = Some(who.to_owned());
-            hold.reason = reason.clone();
             tx.put(&mut hold, &key)?;
-            let record = tx.audit(
-                now,
-                "dismissed",
-                &hold,
-                who,
-                serde_json::json!({ "reason": reason }),
-            )?;
+            let record = tx.audit(now, event, &hold, who, detail)?;
             Ok((hold, record))
         })?;
         self.flush().await?;
-        self.announce(&record, &hold, "dismissed");
+        self.announce(&record, &hold, event);
         Ok(hold)
     }
 
