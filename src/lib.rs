@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod holds;
 pub mod proxy;
+pub mod reload;
 pub mod review;
 pub mod rules;
 pub mod server;

@@ -89,6 +89,8 @@ pub struct Running {
     pub ca: Arc<Ca>,
     pub store: Store,
     pub releaser: Arc<Releaser>,
+    /// Reloads the rules (SIGHUP and the API use it too).
+    pub reloader: crate::reload::Reloader,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -117,7 +119,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
 /// [`start`] with the store reading time from `clock` (tests move it).
 pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
-    let rules = Arc::new(load_rules(config).map_err(StartError::Rules)?);
+    let rules: crate::reload::SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(
+        load_rules(config).map_err(StartError::Rules)?,
+    ));
+    let reloader = crate::reload::Reloader::new(
+        config.rules.dir.clone(),
+        config.defaults.unmatched,
+        rules.clone(),
+    );
     if config.reviewers.is_empty() && !config.review.listen.ip().is_loopback() {
         return Err(StartError::ReviewExposed(config.review.listen));
     }
@@ -157,13 +166,13 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     for id in store.recover().await? {
         releaser.spawn(id);
     }
-    tracing::info!(listen = %proxy_addr, rules = rules.rules().len(), unmatched = %rules.unmatched(), "airlock proxy listening");
+    tracing::info!(listen = %proxy_addr, rules = rules.load().rules().len(), unmatched = %rules.load().unmatched(), "airlock proxy listening");
     tracing::info!(listen = %review_addr, reviewers = reviewers.len(), "review server listening");
     let (shutdown, stop) = watch::channel(false);
     let review = crate::review::api::router(Arc::new(ReviewState {
         store: store.clone(),
         releaser: releaser.clone(),
-        rules,
+        reloader: reloader.clone(),
         reviewers,
         ca_pem: ca.cert_pem().to_owned(),
         shutdown: stop.clone(),
@@ -172,7 +181,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     let mut review_stop = stop.clone();
     let tasks = vec![
         tokio::spawn(accept_loop(listener, proxy, stop.clone())),
-        tokio::spawn(crate::holds::expiry::run(store.clone(), stop)),
+        tokio::spawn(crate::holds::expiry::run(store.clone(), stop.clone())),
+        tokio::spawn(reloader.clone().watch(stop)),
         tokio::spawn(async move {
             let served = axum::serve(review_listener, review)
                 .with_graceful_shutdown(async move {
@@ -190,6 +200,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         ca,
         store,
         releaser,
+        reloader,
         shutdown,
         tasks,
     })
@@ -255,6 +266,18 @@ async fn reviewers(
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let running = start(&config).await?;
+    #[cfg(unix)]
+    {
+        let reloader = running.reloader.clone();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = reloader.reload("SIGHUP");
+                }
+            });
+        }
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;

@@ -35,7 +35,8 @@ pub async fn handle(
         authority: normalise(authority),
         proxy_user: super::held::proxy_user(req.headers()),
     };
-    let decision = proxy.rules.decide_connect(target.host());
+    let rules = proxy.rules.load();
+    let decision = rules.decide_connect(target.host());
     match decision {
         ConnectDecision::Refuse(rule) => {
             tracing::info!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "CONNECT refused");

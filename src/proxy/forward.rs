@@ -57,10 +57,12 @@ async fn classify_and_send(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    let (decision, body) = match proxy.rules.decide(&view, BodyView::Unread) {
+    // One rule set for the whole request, even if a reload lands meanwhile.
+    let rules = proxy.rules.load_full();
+    let (decision, body) = match rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {
             let bytes = read_body(&parts.headers, body, proxy.max_body).await?;
-            let decision = proxy.rules.decide(&view, BodyView::Read(&bytes));
+            let decision = rules.decide(&view, BodyView::Read(&bytes));
             (decision, Either::Right(Full::new(bytes)))
         }
         decision => (decision, Either::Left(body)),
@@ -68,7 +70,7 @@ async fn classify_and_send(
     let rule = decision.rule();
     let action = match decision {
         Decision::Matched(rule) => rule.action,
-        Decision::Unmatched => proxy.rules.unmatched(),
+        Decision::Unmatched => rules.unmatched(),
         // A body was read and a rule still wants it: cannot happen, but if
         // it did, hold rather than send.
         Decision::NeedBody => Action::Review,

@@ -25,15 +25,15 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
-use crate::rules::RuleSet;
 use crate::tls::LeafCache;
 use crate::upstream::{Body, Upstream};
 
 /// Everything a connection needs, shared by all of them.
 #[derive(Debug)]
 pub struct Proxy {
-    /// The classification every request is matched against.
-    pub rules: Arc<RuleSet>,
+    /// The classification every request is matched against; swapped whole
+    /// when the rules are reloaded.
+    pub rules: crate::reload::SharedRules,
     pub upstream: Upstream,
     /// Minted certificates for intercepted hosts.
     pub leaves: LeafCache,

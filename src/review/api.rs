@@ -86,6 +86,7 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/api/events", get(super::events::stream))
         .route("/api/audit", get(audit))
         .route("/api/stats", get(stats))
+        .route("/api/rules/reload", post(reload_rules))
         .route("/api/status/{token}", get(status))
         .route("/", get(super::page::index))
         .route("/app.js", get(super::page::app_js))
@@ -212,7 +213,9 @@ async fn list(
             let preview = body.as_ref().map(|b| &b[..b.len().min(LIST_BODY_PREVIEW)]);
             let mut v = view(h, preview);
             v["allow_edit"] = state
-                .rules
+                .reloader
+                .rules()
+                .load()
                 .rule(&h.rule)
                 .is_some_and(|r| r.allow_edit)
                 .into();
@@ -231,7 +234,9 @@ async fn one(
     let body = state.store.body(&id)?;
     let mut v = view(&hold, body.as_deref());
     v["allow_edit"] = state
-        .rules
+        .reloader
+        .rules()
+        .load()
         .rule(&hold.rule)
         .is_some_and(|r| r.allow_edit)
         .into();
@@ -282,7 +287,12 @@ async fn approve(
     let edited = match req.body {
         None => None,
         Some(body) => {
-            let allowed = state.rules.rule(&hold.rule).is_some_and(|r| r.allow_edit);
+            let allowed = state
+                .reloader
+                .rules()
+                .load()
+                .rule(&hold.rule)
+                .is_some_and(|r| r.allow_edit);
             if !allowed {
                 return Err(StoreError::NotEditable.into());
             }
@@ -388,4 +398,30 @@ async fn stats(
         .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
     let figures = crate::holds::stats::figures(&state.store, since)?;
     Ok(axum::Json(figures).into_response())
+}
+
+/// `POST /api/rules/reload` (admins): load the rules again, atomically.
+async fn reload_rules(caller: Caller, State(state): State<Arc<ReviewState>>) -> ApiResult {
+    if !caller.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only admins may reload the rules",
+        ));
+    }
+    match state
+        .reloader
+        .reload(&format!("API call by {}", caller.name))
+    {
+        Ok(n) => Ok(axum::Json(json!({ "rules": n })).into_response()),
+        Err(errors) => {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            let mut res = axum::Json(json!({
+                "error": format!("the new rules were refused; the previous rules stay in force: {}", list.join("; ")),
+                "errors": list,
+            }))
+            .into_response();
+            *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(res)
+        }
+    }
 }

@@ -111,7 +111,7 @@ pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
     if hold.rule == UNMATCHED_RULE {
         return true;
     }
-    match state.rules.rule(&hold.rule) {
+    match state.reloader.rules().load().rule(&hold.rule) {
         Some(rule) => rule.reviewers.is_empty() || rule.reviewers.contains(&caller.name),
         None => false,
     }

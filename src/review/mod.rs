@@ -14,14 +14,14 @@ use std::sync::Arc;
 use crate::config::Reviewer;
 use crate::holds::Store;
 use crate::holds::release::Releaser;
-use crate::rules::RuleSet;
 
 /// What every review route needs.
 #[derive(Debug)]
 pub struct ReviewState {
     pub store: Store,
     pub releaser: Arc<Releaser>,
-    pub rules: Arc<RuleSet>,
+    /// Reloads the rules; also the way to read the set in force.
+    pub reloader: crate::reload::Reloader,
     /// Configured reviewers, plus the generated admin when there are none.
     pub reviewers: Vec<Reviewer>,
     /// The airlock CA, served at `/ca.pem` for agents to trust.
