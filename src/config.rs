@@ -53,6 +53,8 @@ pub struct ProxyConfig {
     pub hosts: BTreeMap<String, IpAddr>,
     /// How long an upstream TCP connect may take.
     pub connect_timeout: Duration,
+    /// At shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +232,7 @@ struct RawProxy {
     upstream_ca: S<Vec<String>>,
     hosts: S<BTreeMap<String, String>>,
     connect_timeout: S<String>,
+    shutdown_grace: S<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -519,6 +522,13 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             "connect_timeout",
             p.connect_timeout,
             Duration::from_secs(10),
+            |s: String| parse_duration(&s),
+        ),
+        shutdown_grace: b.scalar(
+            "proxy",
+            "shutdown_grace",
+            p.shutdown_grace,
+            Duration::from_secs(20),
             |s: String| parse_duration(&s),
         ),
     };

@@ -91,14 +91,26 @@ pub struct Running {
     pub releaser: Arc<Releaser>,
     /// Reloads the rules (SIGHUP and the API use it too).
     pub reloader: crate::reload::Reloader,
+    /// One permit per agent connection being served.
+    connections: Arc<Semaphore>,
+    grace: Duration,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, waits for the listeners to close and flushes the store.
+    /// Stops accepting; lets in-flight requests finish within the grace
+    /// period (waiting agents get the held answer at once); flushes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+        match tokio::time::timeout(self.grace, self.connections.acquire_many(all)).await {
+            Ok(_) => tracing::info!("all agent connections finished"),
+            Err(_) => tracing::warn!(
+                grace_secs = self.grace.as_secs(),
+                "shutdown grace period over; closing the connections still open"
+            ),
+        }
         for task in self.tasks {
             // A connection that will not close must not keep airlock up.
             let abort = task.abort_handle();
@@ -143,6 +155,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         config.proxy.max_body,
         RELEASE_TIMEOUT,
     ));
+    let (shutdown, stop) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let proxy = Arc::new(Proxy {
         rules: rules.clone(),
         upstream,
@@ -154,7 +168,10 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             default_window: config.defaults.window,
             held_status: config.defaults.held_status,
             public_url: std::sync::OnceLock::new(),
+            stop: stop.clone(),
         },
+        stop: stop.clone(),
+        connections: connections.clone(),
     });
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
     let (review_listener, review_addr) = bind(config.review.listen).await?;
@@ -168,7 +185,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     }
     tracing::info!(listen = %proxy_addr, rules = rules.load().rules().len(), unmatched = %rules.load().unmatched(), "airlock proxy listening");
     tracing::info!(listen = %review_addr, reviewers = reviewers.len(), "review server listening");
-    let (shutdown, stop) = watch::channel(false);
     let review = crate::review::api::router(Arc::new(ReviewState {
         store: store.clone(),
         releaser: releaser.clone(),
@@ -180,7 +196,12 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     }));
     let mut review_stop = stop.clone();
     let tasks = vec![
-        tokio::spawn(accept_loop(listener, proxy, stop.clone())),
+        tokio::spawn(accept_loop(
+            listener,
+            proxy,
+            connections.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(crate::holds::expiry::run(store.clone(), stop.clone())),
         tokio::spawn(reloader.clone().watch(stop)),
         tokio::spawn(async move {
@@ -201,6 +222,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         store,
         releaser,
         reloader,
+        connections,
+        grace: config.proxy.shutdown_grace,
         shutdown,
         tasks,
     })
@@ -284,8 +307,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limit: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         // Take a slot before accepting, so a full house leaves new
         // connections in the backlog instead of accepting and stalling them.

@@ -52,15 +52,21 @@ pub async fn handle(
             };
             tracing::debug!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "tunnel opened");
             let on_upgrade = hyper::upgrade::on(&mut req);
+            let permit = proxy.connections.clone().try_acquire_owned().ok();
             tokio::spawn(async move {
                 let (up, down) = tunnel::run(on_upgrade, upstream, target.host()).await;
                 tracing::debug!(%peer, host = target.host(), up, down, "tunnel closed");
+                drop(permit);
             });
             respond::connected()
         }
         ConnectDecision::Intercept => {
             let on_upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(intercept::run(proxy, on_upgrade, Arc::new(target), peer));
+            let permit = proxy.connections.clone().try_acquire_owned().ok();
+            tokio::spawn(async move {
+                intercept::run(proxy, on_upgrade, Arc::new(target), peer).await;
+                drop(permit);
+            });
             respond::connected()
         }
     }

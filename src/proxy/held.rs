@@ -43,6 +43,9 @@ pub struct Holding {
     /// Base of the links handed to agents; set once the review server has
     /// bound its address.
     pub public_url: std::sync::OnceLock<String>,
+    /// Becomes true at shutdown: waiting agents get the held answer then
+    /// (their holds stay pending).
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
@@ -168,8 +171,12 @@ pub async fn hold(
     };
     let wait = wait.min(max_wait);
     let deadline = tokio::time::Instant::now() + wait;
+    let mut stop = holding.stop.clone();
     loop {
-        let event = tokio::time::timeout_at(deadline, events.recv()).await;
+        let event = tokio::select! {
+            e = tokio::time::timeout_at(deadline, events.recv()) => e,
+            _ = crate::proxy::stopped(&mut stop) => break,
+        };
         match event {
             Err(_) => break,
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}

@@ -62,6 +62,7 @@ pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, 
         }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let proxy_stop = proxy.stop.clone();
     let svc = service_fn(move |req| {
         let proxy = proxy.clone();
         let target = target.clone();
@@ -70,15 +71,30 @@ pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, 
         }
     });
     let io = TokioIo::new(tls);
+    let mut stop = proxy_stop;
+    // At shutdown: finish the requests in flight, take no more.
     let result = if h2 {
-        http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, svc)
-            .await
+        let conn = http2::Builder::new(TokioExecutor::new()).serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = crate::proxy::stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
     } else {
-        http1::Builder::new()
+        let conn = http1::Builder::new()
             .serve_connection(io, svc)
-            .with_upgrades()
-            .await
+            .with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = crate::proxy::stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, %host, error = %e, "intercepted connection ended with an error");

@@ -41,6 +41,12 @@ pub struct Proxy {
     pub max_body: u64,
     /// Where reviewed requests go.
     pub holding: held::Holding,
+    /// Becomes true at shutdown: connections finish what is in flight and
+    /// close instead of waiting for more.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// One permit per connection being served, tunnels and intercepted
+    /// connections included: shutdown waits for them all (within its grace).
+    pub connections: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where a request goes: scheme and authority (host, port) upstream.
@@ -63,10 +69,16 @@ impl Target {
     }
 }
 
+/// Resolves once shutdown has begun.
+pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
 impl Proxy {
     /// Serves one agent connection until it closes.
     pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let mut stop = self.stop.clone();
         let svc = service_fn(move |req| {
             let proxy = self.clone();
             async move { Ok::<_, Infallible>(proxy.route(req, peer).await) }
@@ -74,7 +86,15 @@ impl Proxy {
         let conn = http1::Builder::new()
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
-        if let Err(e) = conn.await {
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = crate::proxy::stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "agent connection ended with an error");
         }
     }

@@ -247,6 +247,11 @@ async fn answer(
         "/echo" => Response::new(full(body)),
         // Received, recorded, never answered: a send cut short.
         "/stall" => std::future::pending().await,
+        // An exchange still in flight a moment later.
+        "/slow" => {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            Response::new(full("slow done"))
+        }
         "/sse" => {
             let events = futures_util::stream::unfold(0u8, move |n| {
                 let gate = gate.clone();
@@ -438,8 +443,15 @@ pub fn write_config(dir: &Path, pki: &Pki, rules: &str, extra_proxy: &str, extra
     } else {
         format!("upstream_ca = [\"{d}/upstream-ca.pem\"]\n")
     };
+    // Tests stop airlock with their clients' tunnels still open: no need to
+    // give those the production grace period.
+    let grace = if extra_proxy.contains("shutdown_grace") {
+        ""
+    } else {
+        "shutdown_grace = \"2s\"\n"
+    };
     let text = format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\n{roots}hosts = {{ {hosts} }}\n{extra_proxy}\n\
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n{roots}{grace}hosts = {{ {hosts} }}\n{extra_proxy}\n\
          [review]\nlisten = \"127.0.0.1:0\"\n\
          [store]\npath = \"{d}/data\"\n[tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{d}/rules\"\n{extra}\n"
     );
