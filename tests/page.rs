@@ -339,3 +339,44 @@ async fn a_reviewer_decides_holds_from_the_page() {
     b.client.clone().close().await.unwrap();
     a.stop().await;
 }
+
+#[tokio::test]
+async fn the_token_form_logs_in_and_logout_ends_the_session() {
+    let pki = Pki::new();
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), TestClock::new().clock()).await;
+    let b = browser().await;
+    b.client.goto(&a.review_url()).await.unwrap();
+    wait_for(&b, "#login:not([hidden]) input[name=token]")
+        .await
+        .send_keys(ALICE.1)
+        .await
+        .unwrap();
+    wait_for(&b, "#login button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&b, "body[data-ready=true]").await;
+    let who = wait_for(&b, "#who").await.text().await.unwrap();
+    assert_eq!(who, "alice");
+    // A wrong token is refused.
+    let status = b
+        .client
+        .execute(
+            "return fetch('/login', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'token=wrong', redirect: 'manual'}).then(r => r.status);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(401));
+    wait_for(&b, "#logout").await.click().await.unwrap();
+    wait_for(&b, "#login:not([hidden])").await;
+    let after = b
+        .client
+        .execute("return fetch('/api/holds').then(r => r.status);", vec![])
+        .await
+        .unwrap();
+    assert_eq!(after, json!(401));
+    b.client.clone().close().await.unwrap();
+    a.stop().await;
+}
