@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod holds;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod review;

@@ -157,6 +157,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     ));
     let (shutdown, stop) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let proxy = Arc::new(Proxy {
         rules: rules.clone(),
         upstream,
@@ -172,6 +173,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         },
         stop: stop.clone(),
         connections: connections.clone(),
+        metrics: metrics.clone(),
     });
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
     let (review_listener, review_addr) = bind(config.review.listen).await?;
@@ -193,6 +195,11 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         ca_pem: ca.cert_pem().to_owned(),
         shutdown: stop.clone(),
         secure_cookies: url.starts_with("https://"),
+        metrics: metrics.clone(),
+        leaf_stats: {
+            let proxy = proxy.clone();
+            crate::review::LeafStats(Arc::new(move || proxy.leaves.stats()))
+        },
     }));
     let mut review_stop = stop.clone();
     let tasks = vec![
@@ -203,7 +210,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             stop.clone(),
         )),
         tokio::spawn(crate::holds::expiry::run(store.clone(), stop.clone())),
-        tokio::spawn(reloader.clone().watch(stop)),
+        tokio::spawn(reloader.clone().watch(stop.clone())),
+        tokio::spawn(observe(store.clone(), metrics, stop)),
         tokio::spawn(async move {
             let served = axum::serve(review_listener, review)
                 .with_graceful_shutdown(async move {
@@ -236,6 +244,25 @@ fn public_url(config: &Config, bound: SocketAddr) -> String {
         format!("http://{bound}")
     } else {
         config.review.public_url.clone()
+    }
+}
+
+/// Feeds hold events to the metrics, off the data path.
+async fn observe(
+    store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut events = store.subscribe();
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => metrics.observe(&e, &store),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        }
     }
 }
 

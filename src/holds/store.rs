@@ -762,6 +762,11 @@ impl Store {
         Ok(())
     }
 
+    /// How many holds are pending (the expiry index holds exactly those).
+    pub fn pending_count(&self) -> u64 {
+        self.inner.expiry.len() as u64
+    }
+
     /// How many holds are pending, and since when the oldest has waited.
     pub fn pending_overview(&self) -> Result<(u64, Option<jiff::Timestamp>), StoreError> {
         let mut depth = 0;

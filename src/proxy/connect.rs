@@ -39,13 +39,16 @@ pub async fn handle(
     let decision = rules.decide_connect(target.host());
     match decision {
         ConnectDecision::Refuse(rule) => {
+            proxy.metrics.connect[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "CONNECT refused");
             respond::denied(rule.map(|r| r.name.as_str()))
         }
         ConnectDecision::Tunnel(rule) => {
+            proxy.metrics.connect[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let upstream = match proxy.upstream.dial(target.host(), port).await {
                 Ok(s) => s,
                 Err(e) => {
+                    proxy.metrics.upstream_error(e.kind());
                     tracing::warn!(%peer, host = target.host(), error = %e, "tunnel: upstream unreachable");
                     return respond::error(&ProxyError::Upstream(e));
                 }
@@ -53,7 +56,9 @@ pub async fn handle(
             tracing::debug!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "tunnel opened");
             let on_upgrade = hyper::upgrade::on(&mut req);
             let permit = proxy.connections.clone().try_acquire_owned().ok();
+            let metrics = proxy.metrics.clone();
             tokio::spawn(async move {
+                let _open = crate::metrics::Active::new(&metrics.tunnels_active);
                 let (up, down) = tunnel::run(on_upgrade, upstream, target.host()).await;
                 tracing::debug!(%peer, host = target.host(), up, down, "tunnel closed");
                 drop(permit);
@@ -61,9 +66,12 @@ pub async fn handle(
             respond::connected()
         }
         ConnectDecision::Intercept => {
+            proxy.metrics.connect[2].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let on_upgrade = hyper::upgrade::on(&mut req);
             let permit = proxy.connections.clone().try_acquire_owned().ok();
             tokio::spawn(async move {
+                let metrics = proxy.metrics.clone();
+                let _open = crate::metrics::Active::new(&metrics.intercepted_active);
                 intercept::run(proxy, on_upgrade, Arc::new(target), peer).await;
                 drop(permit);
             });

@@ -35,6 +35,9 @@ pub async fn handle(
     match classify_and_send(proxy, req, target, peer).await {
         Ok(res) => res,
         Err(e) => {
+            if let ProxyError::Upstream(u) = &e {
+                proxy.metrics.upstream_error(u.kind());
+            }
             tracing::info!(%peer, host = target.host(), error = %e, "request failed");
             respond::error(&e)
         }
@@ -68,6 +71,7 @@ async fn classify_and_send(
         decision => (decision, Either::Left(body)),
     };
     let rule = decision.rule();
+    rules.count(rule);
     let action = match decision {
         Decision::Matched(rule) => rule.action,
         Decision::Unmatched => rules.unmatched(),

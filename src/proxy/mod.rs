@@ -47,6 +47,7 @@ pub struct Proxy {
     /// One permit per connection being served, tunnels and intercepted
     /// connections included: shutdown waits for them all (within its grace).
     pub connections: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Where a request goes: scheme and authority (host, port) upstream.

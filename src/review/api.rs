@@ -97,6 +97,7 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .route("/ca.pem", get(ca_pem))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)
 }
@@ -424,4 +425,20 @@ async fn reload_rules(caller: Caller, State(state): State<Arc<ReviewState>>) -> 
             Ok(res)
         }
     }
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(state): State<Arc<ReviewState>>) -> Response {
+    let rules = state.reloader.rules().load();
+    let text = state
+        .metrics
+        .render(&rules, state.store.pending_count(), (state.leaf_stats.0)());
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

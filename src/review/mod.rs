@@ -31,4 +31,17 @@ pub struct ReviewState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Session cookies get `Secure` when the page is served over https.
     pub secure_cookies: bool,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub leaf_stats: LeafStats,
+}
+
+/// Leaf-certificate cache (hits, misses), read at scrape time: the review
+/// side sees the figures, not the proxy.
+#[derive(Clone)]
+pub struct LeafStats(pub Arc<dyn Fn() -> (u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for LeafStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeafStats")
+    }
 }

@@ -74,6 +74,10 @@ pub struct RuleSet {
     hosts: FieldIndex,
     paths: FieldIndex,
     path_prefixes: PathPrefixes,
+    /// Requests decided by each rule (and, last, by `unmatched`) since this
+    /// set came into force: atomics, so counting takes no lock and no
+    /// allocation on the hot path. A reload starts them again at zero.
+    decided: Box<[std::sync::atomic::AtomicU64]>,
 }
 
 /// The conditions of one rule that are checked per candidate.
@@ -586,7 +590,11 @@ impl RuleSet {
             .enumerate()
             .map(|(i, r)| (r.name.clone(), i))
             .collect();
+        let decided = (0..=rules.len())
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
         Ok(RuleSet {
+            decided,
             rules,
             compiled,
             by_name,
@@ -611,6 +619,47 @@ impl RuleSet {
     /// What applies when no rule matches.
     pub fn unmatched(&self) -> Action {
         self.unmatched
+    }
+
+    /// Counts one request decided by `rule` (`None`: by `unmatched`).
+    pub fn count(&self, rule: Option<&Rule>) {
+        let slot = match rule {
+            None => self.rules.len(),
+            // The rule is an element of `self.rules`: its index is its
+            // offset from the start of the slice.
+            Some(r) => {
+                let base = self.rules.as_ptr() as usize;
+                let at = r as *const Rule as usize;
+                let size = std::mem::size_of::<Rule>().max(1);
+                let i = at.wrapping_sub(base) / size;
+                if i < self.rules.len() && std::ptr::eq(&self.rules[i], r) {
+                    i
+                } else {
+                    return;
+                }
+            }
+        };
+        if let Some(c) = self.decided.get(slot) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// (rule name or `unmatched`, action, requests decided) for every rule.
+    pub fn counts(&self) -> impl Iterator<Item = (&str, Action, u64)> + '_ {
+        let load = |i: usize| {
+            self.decided
+                .get(i)
+                .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        };
+        self.rules
+            .iter()
+            .enumerate()
+            .map(move |(i, r)| (r.name.as_str(), r.action, load(i)))
+            .chain(std::iter::once((
+                "unmatched",
+                self.unmatched,
+                load(self.rules.len()),
+            )))
     }
 
     /// The first rule matching the request. With [`BodyView::Unread`], stops
