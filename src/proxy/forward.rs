@@ -26,13 +26,27 @@ pub static AIRLOCK_AGENT: HeaderName = HeaderName::from_static("airlock-agent");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
+/// What the access log says of one request besides its answer.
+#[derive(Default)]
+struct Verdict<'r> {
+    action: Option<Action>,
+    rule: Option<&'r str>,
+}
+
 pub async fn handle(
     proxy: &Proxy,
     req: Request<Incoming>,
     target: &Target,
     peer: SocketAddr,
 ) -> Response<Body> {
-    match classify_and_send(proxy, req, target, peer).await {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    // Cheap: the URI's parts are shared, not copied.
+    let uri = req.uri().clone();
+    // One rule set for the whole request, even if a reload lands meanwhile.
+    let rules = proxy.rules.load_full();
+    let mut verdict = Verdict::default();
+    let res = match classify_and_send(proxy, &rules, req, target, peer, &mut verdict).await {
         Ok(res) => res,
         Err(e) => {
             if let ProxyError::Upstream(u) = &e {
@@ -41,14 +55,35 @@ pub async fn handle(
             tracing::info!(%peer, host = target.host(), error = %e, "request failed");
             respond::error(&e)
         }
-    }
+    };
+    // One line per request: never bodies, never header values.
+    tracing::info!(
+        target: "airlock::access",
+        %peer,
+        %method,
+        host = target.host(),
+        path = uri.path(),
+        verdict = verdict.action.map_or("-", |a| a.as_str()),
+        rule = verdict.rule.unwrap_or(if verdict.action.is_some() { "unmatched" } else { "-" }),
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        bytes = res
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        "access"
+    );
+    res
 }
 
-async fn classify_and_send(
+async fn classify_and_send<'r>(
     proxy: &Proxy,
+    rules: &'r crate::rules::RuleSet,
     mut req: Request<Incoming>,
     target: &Target,
     peer: SocketAddr,
+    verdict: &mut Verdict<'r>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -60,8 +95,6 @@ async fn classify_and_send(
         query: parts.uri.query(),
         headers: &parts.headers,
     };
-    // One rule set for the whole request, even if a reload lands meanwhile.
-    let rules = proxy.rules.load_full();
     let (decision, body) = match rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {
             let bytes = read_body(&parts.headers, body, proxy.max_body).await?;
@@ -79,6 +112,8 @@ async fn classify_and_send(
         // it did, hold rather than send.
         Decision::NeedBody => Action::Review,
     };
+    verdict.action = Some(action);
+    verdict.rule = rule.map(|r| r.name.as_str());
     match action {
         Action::Deny => return Ok(respond::denied(rule.map(|r| r.name.as_str()))),
         Action::Review => {

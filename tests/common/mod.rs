@@ -582,8 +582,14 @@ impl Binary {
     /// Starts `airlock run --config DIR/airlock.toml` and waits until both
     /// listeners are up.
     pub fn start(dir: &Path) -> Binary {
+        Binary::start_with(dir, &[])
+    }
+
+    /// [`Binary::start`] with extra arguments to `airlock run`.
+    pub fn start_with(dir: &Path, args: &[&str]) -> Binary {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
             .args(["run", "--config"])
             .arg(dir.join("airlock.toml"))
             .env("RUST_LOG", "info")
@@ -607,6 +613,10 @@ impl Binary {
         let addr_after = |line: &str, marker: &str| -> Option<SocketAddr> {
             if !line.contains(marker) {
                 return None;
+            }
+            // `--log-format json` writes "listen":"addr".
+            if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+                return rest.split('"').next()?.parse().ok();
             }
             line.split("listen=")
                 .nth(1)?
