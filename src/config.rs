@@ -55,6 +55,12 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// At shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// Agent connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long an agent may take to send a request head (slowloris).
+    pub header_timeout: Duration,
+    /// How long an upstream may take to answer with a response head.
+    pub response_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -233,6 +239,9 @@ struct RawProxy {
     hosts: S<BTreeMap<String, String>>,
     connect_timeout: S<String>,
     shutdown_grace: S<String>,
+    max_connections: S<u16>,
+    header_timeout: S<String>,
+    response_timeout: S<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -529,6 +538,33 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             "shutdown_grace",
             p.shutdown_grace,
             Duration::from_secs(20),
+            |s: String| parse_duration(&s),
+        ),
+        max_connections: b.scalar(
+            "proxy",
+            "max_connections",
+            p.max_connections,
+            10_000,
+            |n: u16| {
+                if n == 0 {
+                    Err("at least one connection must be allowed".into())
+                } else {
+                    Ok(usize::from(n))
+                }
+            },
+        ),
+        header_timeout: b.scalar(
+            "proxy",
+            "header_timeout",
+            p.header_timeout,
+            Duration::from_secs(10),
+            |s: String| parse_duration(&s),
+        ),
+        response_timeout: b.scalar(
+            "proxy",
+            "response_timeout",
+            p.response_timeout,
+            Duration::from_secs(60),
             |s: String| parse_duration(&s),
         ),
     };

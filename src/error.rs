@@ -35,9 +35,9 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Hold(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Upstream(UpstreamError::ConnectTimeout { .. }) => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            ProxyError::Upstream(
+                UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout(_),
+            ) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }

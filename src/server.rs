@@ -26,8 +26,6 @@ use crate::upstream::Upstream;
 
 /// How many hosts' leaf certificates stay minted.
 const LEAF_CACHE_HOSTS: usize = 1024;
-/// Agent connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 10_000;
 /// How long an upstream may take to answer a released hold.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for each listener's connections to finish.
@@ -93,6 +91,7 @@ pub struct Running {
     pub reloader: crate::reload::Reloader,
     /// One permit per agent connection being served.
     connections: Arc<Semaphore>,
+    max_connections: usize,
     grace: Duration,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -103,7 +102,7 @@ impl Running {
     /// period (waiting agents get the held answer at once); flushes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
         match tokio::time::timeout(self.grace, self.connections.acquire_many(all)).await {
             Ok(_) => tracing::info!("all agent connections finished"),
             Err(_) => tracing::warn!(
@@ -156,7 +155,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         RELEASE_TIMEOUT,
     ));
     let (shutdown, stop) = watch::channel(false);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Semaphore::new(config.proxy.max_connections));
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let proxy = Arc::new(Proxy {
         rules: rules.clone(),
@@ -174,6 +173,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         stop: stop.clone(),
         connections: connections.clone(),
         metrics: metrics.clone(),
+        header_timeout: config.proxy.header_timeout,
     });
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
     let (review_listener, review_addr) = bind(config.review.listen).await?;
@@ -231,6 +231,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         releaser,
         reloader,
         connections,
+        max_connections: config.proxy.max_connections,
         grace: config.proxy.shutdown_grace,
         shutdown,
         tasks,

@@ -54,6 +54,8 @@ pub enum UpstreamError {
     ConnectTimeout { host: String, port: u16 },
     #[error("upstream exchange failed: {0}")]
     Exchange(String),
+    #[error("the upstream sent no response head within {0} s")]
+    ResponseTimeout(u64),
 }
 
 impl UpstreamError {
@@ -62,7 +64,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Resolve { .. } => "resolve",
             UpstreamError::Connect { .. } => "connect",
-            UpstreamError::ConnectTimeout { .. } => "timeout",
+            UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout(_) => "timeout",
             UpstreamError::Exchange(m) if m.contains("certificate") || m.contains("tls") => "tls",
             UpstreamError::Exchange(_) => "upstream",
         }
@@ -117,6 +119,7 @@ pub struct Upstream {
     h1_client: Client<Connector, Body>,
     resolver: Resolver,
     connect_timeout: Duration,
+    response_timeout: Duration,
 }
 
 impl Upstream {
@@ -162,15 +165,13 @@ impl Upstream {
             h1_client: builder.build(h1),
             resolver,
             connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
         })
     }
 
     /// Sends one request (absolute URI) and returns the streamed response.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
-        self.pick(false)
-            .request(req)
-            .await
-            .map_err(|e| UpstreamError::Exchange(error_chain(&e)))
+        self.exchange(req, false).await
     }
 
     /// Sends a request that asks for a protocol upgrade, over http/1.1.
@@ -178,17 +179,24 @@ impl Upstream {
         &self,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        self.pick(true)
-            .request(req)
-            .await
-            .map_err(|e| UpstreamError::Exchange(error_chain(&e)))
+        self.exchange(req, true).await
     }
 
-    fn pick(&self, upgrade: bool) -> &Client<Connector, Body> {
-        if upgrade {
+    async fn exchange(
+        &self,
+        req: Request<Body>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let client = if upgrade {
             &self.h1_client
         } else {
             &self.client
+        };
+        match tokio::time::timeout(self.response_timeout, client.request(req)).await {
+            Ok(result) => result.map_err(|e| UpstreamError::Exchange(error_chain(&e))),
+            Err(_) => Err(UpstreamError::ResponseTimeout(
+                self.response_timeout.as_secs(),
+            )),
         }
     }
 

@@ -403,3 +403,46 @@ async fn a_self_signed_upstream_is_trusted_only_when_listed_in_upstream_ca() {
     assert_eq!(unlisted.count(), 0);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_at_the_header_timeout_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let up = upstream(None).await;
+    let a = airlock(&pki, RULES, "header_timeout = \"1s\"").await;
+    let mut slow = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    slow.write_all(b"GET http://plain.test/ HTTP/1.1\r\nHost: plain.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    let c = client(&a.proxy_url(), &[]);
+    let res = c
+        .get(format!("http://plain.test:{}/fast", up.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The slow one is closed soon after its second runs out.
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the slow connection was not cut");
+    assert_eq!(up.count(), 1);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_gets_504() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock(&pki, RULES, "response_timeout = \"1s\"").await;
+    let c = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let res = c
+        .get(url("intercept.test", up.port(), "/stall"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 504);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["airlock"], "bad_gateway");
+    a.stop().await;
+}

@@ -63,6 +63,7 @@ pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, 
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let proxy_stop = proxy.stop.clone();
+    let header_timeout = proxy.header_timeout;
     let svc = service_fn(move |req| {
         let proxy = proxy.clone();
         let target = target.clone();
@@ -85,6 +86,8 @@ pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, 
         }
     } else {
         let conn = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
             .serve_connection(io, svc)
             .with_upgrades();
         tokio::pin!(conn);

@@ -48,6 +48,8 @@ pub struct Proxy {
     /// connections included: shutdown waits for them all (within its grace).
     pub connections: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long an agent may take to send a request head.
+    pub header_timeout: std::time::Duration,
 }
 
 /// Where a request goes: scheme and authority (host, port) upstream.
@@ -80,11 +82,14 @@ impl Proxy {
     pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let mut stop = self.stop.clone();
+        let header_timeout = self.header_timeout;
         let svc = service_fn(move |req| {
             let proxy = self.clone();
             async move { Ok::<_, Infallible>(proxy.route(req, peer).await) }
         });
         let conn = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
         tokio::pin!(conn);
