@@ -47,6 +47,11 @@ impl Ca {
     /// Loads the CA from `dir`, creating it first if neither file exists.
     /// Returns whether it was created.
     pub fn load_or_create(dir: &Path) -> Result<(Ca, bool), TlsError> {
+        // An existing CA is only read: it may sit on a read-only mount
+        // (a Kubernetes Secret), where no lock file can be made.
+        if dir.join(CERT_FILE).exists() && dir.join(KEY_FILE).exists() {
+            return Ok((Ca::load(dir)?, false));
+        }
         fs::create_dir_all(dir).map_err(|source| TlsError::Io {
             path: dir.to_owned(),
             source,
