@@ -105,3 +105,28 @@ async fn sigterm_finishes_in_flight_work_and_keeps_holds() {
         .unwrap();
     assert_eq!(v["state"], "pending");
 }
+
+#[test]
+fn without_its_store_airlock_is_never_ready_and_says_why() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &pki, RULES, "", &reviewers_toml());
+    // Another process has the store: airlock cannot open it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _held =
+        airlock::holds::Store::open(&config.store.path, airlock::holds::store::system_clock())
+            .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("airlock.toml"))
+        .output()
+        .unwrap();
+    drop(rt);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("store"), "{err}");
+    assert!(
+        !err.contains("review server listening"),
+        "no listener, so no /readyz, before the store is open: {err}"
+    );
+}
