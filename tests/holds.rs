@@ -673,3 +673,41 @@ async fn stats_count_outcomes_and_decision_times_per_rule() {
     );
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_identical_retry_that_asks_to_wait_waits_on_the_same_hold() {
+    let (_pki, up, a, api, _) = setup().await;
+    let first = send_mail(&a, up.port(), MAIL).await;
+    let id = first.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let c = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let url = format!("https://mail.test:{}/v3/mail/send", up.port());
+    let waiting = tokio::spawn(async move {
+        c.post(url)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer sg-live-secret")
+            .header("x-mail-secret", "also-secret")
+            .header("airlock-trigger", "Client asked for a quote")
+            .header("airlock-agent", "quote-bot")
+            .header("prefer", "wait=30")
+            .body(MAIL)
+            .send()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the retry waits instead of answering at once"
+    );
+    api.call(
+        "POST",
+        &format!("/api/holds/{id}/approve"),
+        Some(ALICE.1),
+        None,
+    )
+    .await;
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.count(), 1);
+    a.stop().await;
+}

@@ -162,10 +162,18 @@ pub async fn hold(
         .await
         .map_err(|e| ProxyError::Hold(e.to_string()))?;
     let hold = match created {
+        // A retry that asks to wait waits on the hold it joins.
+        Created::Existing(existing)
+            if wait.is_some() && matches!(existing.state, State::Pending | State::Approved) =>
+        {
+            existing
+        }
         Created::Existing(existing) => return answer_retry(holding, existing).await,
-        Created::New(hold) => hold,
+        Created::New(hold) => {
+            tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, "request held for review");
+            hold
+        }
     };
-    tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, "request held for review");
     let (Some(wait), Some(mut events)) = (wait, events) else {
         return Ok(held(holding, &hold));
     };
