@@ -190,8 +190,60 @@ async fn the_five_minute_walkthrough_holds_then_delivers_the_email() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let printed = printed.lock().unwrap().clone();
-    assert_eq!(printed.matches("email received").count(), 1, "{printed}");
-    assert!(printed.contains("Your quote"));
+    {
+        let printed = printed.lock().unwrap().clone();
+        assert_eq!(printed.matches("email received").count(), 1, "{printed}");
+        assert!(printed.contains("Your quote"));
+    }
+
+    // 5. With --wait, the agent gets the mail API's own answer once approved.
+    let waiting = {
+        let (python, proxy) = (python.clone(), proxy.clone());
+        let api = format!("http://127.0.0.1:{port}");
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(python)
+                .arg(repo().join("examples/agents/send_email.py"))
+                .args([api.as_str(), "--wait", "30"])
+                .env("HTTP_PROXY", &proxy)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let id = loop {
+        let list: serde_json::Value = http
+            .get(format!(
+                "http://{}/api/holds?state=pending",
+                bin.review_addr
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = list["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["agent"] == "quote-agent")
+            .and_then(|h| h["id"].as_str().map(str::to_owned));
+        if let Some(id) = found {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    http.post(format!("http://{}/api/holds/{id}/approve", bin.review_addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let out = waiting.await.unwrap();
+    assert!(
+        out.contains("HTTP 202") && out.contains("Preference-Applied: wait=30"),
+        "{out}"
+    );
+    assert_eq!(printed.lock().unwrap().matches("email received").count(), 2);
     drop(mail);
 }

@@ -7,17 +7,19 @@ It prints what airlock answered: the held answer (the email was NOT sent and
 waits for a reviewer), or, with --wait and an approval in time, the mail API's
 own response.
 """
+import argparse
 import json
 import os
 import sys
 
 import requests
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-url = (args[0] if args else "http://localhost:8025") + "/v3/mail/send"
-wait = None
-if "--wait" in sys.argv:
-    wait = int(sys.argv[sys.argv.index("--wait") + 1])
+parser = argparse.ArgumentParser(description="Send one email through airlock.")
+parser.add_argument("api", nargs="?", default="http://localhost:8025", help="the mail API's base URL")
+parser.add_argument("--wait", type=int, metavar="SECONDS", help="ask airlock to wait for a decision (Prefer: wait)")
+args = parser.parse_args()
+url = args.api.rstrip("/") + "/v3/mail/send"
+wait = args.wait
 
 email = {
     "personalizations": [{"to": [{"email": "client@example.com"}]}],
