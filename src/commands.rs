@@ -119,6 +119,15 @@ pub fn rules_check(config: &Config) -> u8 {
                 rules.rules().len(),
                 config.rules.dir.display()
             );
+            // A queue nobody owns fills silently: say so, without failing.
+            for rule in rules.rules() {
+                if rule.action == crate::rules::Action::Review && rule.reviewers.is_empty() {
+                    println!(
+                        "no named owner: {} ({}) is reviewed but lists no reviewers",
+                        rule.name, rule.location
+                    );
+                }
+            }
             OK
         }
         Err(errors) => {

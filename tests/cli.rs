@@ -65,6 +65,21 @@ fn rules_check_prints_the_table_for_the_shipped_rules() {
 }
 
 #[test]
+fn rules_check_names_reviewed_rules_without_an_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/10.toml"),
+        "[[rule]]\nname = \"owned\"\naction = \"review\"\nreviewers = [\"alice\"]\n\n[[rule]]\nname = \"orphan\"\naction = \"review\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(airlock(dir.path()).args(["rules", "check"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no named owner: orphan"), "{out}");
+    assert!(!out.contains("no named owner: owned"), "{out}");
+}
+
+#[test]
 fn rules_check_names_each_bad_rule_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("rules")).unwrap();

@@ -139,16 +139,21 @@ async fn sighup_reloads_the_rules_of_the_running_binary() {
     )
     .unwrap();
     bin.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(delete_status(&proxy, &ca, up.port()).await, 403);
-    assert!(
+    let refused = || {
         bin.log
             .lock()
             .unwrap()
             .iter()
-            .any(|l| l.contains("reload refused") && l.contains("10-test.toml:2:")),
-        "the refusal is logged with file:line"
-    );
+            .any(|l| l.contains("reload refused") && l.contains("10-test.toml:2:"))
+    };
+    for _ in 0..100 {
+        if refused() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused(), "the refusal is logged with file:line");
+    assert_eq!(delete_status(&proxy, &ca, up.port()).await, 403);
     std::fs::write(dir.path().join("rules/10-test.toml"), ALLOW_DELETE).unwrap();
     bin.signal("HUP");
     let mut status = 0;
