@@ -40,7 +40,7 @@ async fn hold(bin: &Binary, port: u16, ca: &str, path: &str, body: &str) -> Stri
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
-    res.headers()["airlock-hold"].to_str().unwrap().to_owned()
+    common::hold_id(&res)
 }
 
 async fn state(bin: &Binary, id: &str) -> Value {

@@ -115,7 +115,7 @@ async fn held_email_is_sent_once_after_approval() {
     let (_pki, up, a, api, _) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
     assert_eq!(res.status(), 403);
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     assert_eq!(up.count(), 0, "held requests are not sent");
 
     let list = api.get("/api/holds?state=pending", ALICE.1).await;
@@ -178,7 +178,7 @@ async fn held_email_is_sent_once_after_approval() {
 async fn dismissed_hold_is_never_sent_and_retries_are_told_why() {
     let (_pki, up, a, api, _) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     let (status, _) = api
         .call(
             "POST",
@@ -202,7 +202,7 @@ async fn dismissed_hold_is_never_sent_and_retries_are_told_why() {
 async fn expired_hold_is_never_sent_and_cannot_be_approved() {
     let (_pki, up, a, api, clock) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     clock.advance(Duration::from_secs(2 * 3600 + 1));
     let expired = a.store().expire_due().await.unwrap();
     assert_eq!(expired.len(), 1);
@@ -234,7 +234,7 @@ async fn expired_hold_is_never_sent_and_cannot_be_approved() {
 async fn identical_retries_share_one_hold_and_the_first_after_release_gets_the_response() {
     let (_pki, up, a, api, _) = setup().await;
     let first = send_mail(&a, up.port(), MAIL).await;
-    let id = first.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&first);
     let second = send_mail(&a, up.port(), MAIL).await;
     assert_eq!(second.headers()["airlock-hold"], id.as_str());
     let list = api.get("/api/holds?state=pending", ALICE.1).await;
@@ -304,7 +304,7 @@ async fn prefer_wait_returns_the_real_response_when_approved_in_time() {
 async fn fifty_concurrent_approvals_send_exactly_once() {
     let (_pki, up, a, api, _) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     let base = a.review_url();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -341,7 +341,7 @@ async fn fifty_concurrent_approvals_send_exactly_once() {
 async fn only_listed_reviewers_and_admins_decide() {
     let (_pki, up, a, api, _) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     let path = format!("/api/holds/{id}/approve");
     assert_eq!(api.call("POST", &path, Some(BOB.1), None).await.0, 403);
     assert_eq!(api.call("POST", &path, None, None).await.0, 401);
@@ -391,7 +391,7 @@ async fn an_edited_body_is_what_gets_sent_and_the_audit_records_both() {
         .send()
         .await
         .unwrap();
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     let (status, _) = api
         .call(
             "POST",
@@ -454,7 +454,7 @@ async fn the_status_url_needs_no_token_and_shows_the_outcome() {
 async fn a_tampered_audit_record_is_found() {
     let (_pki, up, a, api, _) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
-    let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&res);
     api.call(
         "POST",
         &format!("/api/holds/{id}/dismiss"),
@@ -491,7 +491,7 @@ async fn events_stream_tells_of_holds_as_they_happen() {
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     let mut stream = res.bytes_stream();
     let held = send_mail(&a, up.port(), MAIL).await;
-    let id = held.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&held);
     let mut text = String::new();
     while !text.contains("\n\n") {
         let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -527,7 +527,7 @@ async fn idempotency_key_makes_a_changed_retry_the_same_hold() {
             .send()
             .await
             .unwrap();
-        ids.push(res.headers()["airlock-hold"].to_str().unwrap().to_owned());
+        ids.push(common::hold_id(&res));
     }
     assert_eq!(ids[0], ids[1]);
     a.stop().await;
@@ -627,7 +627,7 @@ async fn stats_count_outcomes_and_decision_times_per_rule() {
             &format!(r#"{{"to":"c{n}@example.com","subject":"s"}}"#),
         )
         .await;
-        ids.push(res.headers()["airlock-hold"].to_str().unwrap().to_owned());
+        ids.push(common::hold_id(&res));
     }
     clock.advance(Duration::from_secs(10));
     api.call(
@@ -678,7 +678,7 @@ async fn stats_count_outcomes_and_decision_times_per_rule() {
 async fn an_identical_retry_that_asks_to_wait_waits_on_the_same_hold() {
     let (_pki, up, a, api, _) = setup().await;
     let first = send_mail(&a, up.port(), MAIL).await;
-    let id = first.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&first);
     let c = client(&a.proxy_url(), &[&a.ca_pem()]);
     let url = format!("https://mail.test:{}/v3/mail/send", up.port());
     let waiting = tokio::spawn(async move {

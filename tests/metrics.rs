@@ -87,7 +87,7 @@ async fn metrics_follow_the_traffic() {
         .send()
         .await
         .unwrap();
-    let id = held.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id = common::hold_id(&held);
     let api = reqwest::Client::builder().no_proxy().build().unwrap();
     api.post(format!("{}/api/holds/{id}/approve", a.review_url()))
         .bearer_auth(ROOT.1)

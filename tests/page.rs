@@ -158,7 +158,7 @@ async fn a_reviewer_decides_holds_from_the_page() {
             .body(json!({"to": to, "subject": subject, "text": "Total: 1,200 EUR"}).to_string())
             .send()
     };
-    let id_of = |res: reqwest::Response| res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+    let id_of = |res: reqwest::Response| common::hold_id(&res);
 
     let b = browser().await;
     // Log in with the token URL: the page lands on / with the token gone.

@@ -182,7 +182,7 @@ async fn reviewed_request_is_held_and_never_forwarded() {
         let res = c.post(&target).body("{\"to\":\"x\"}").send().await.unwrap();
         assert_eq!(res.status(), 403, "{target}");
         assert_eq!(res.headers()["airlock-state"], "pending");
-        let id = res.headers()["airlock-hold"].to_str().unwrap().to_owned();
+        let id = common::hold_id(&res);
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["airlock"], "held");
         assert_eq!(body["id"], id);

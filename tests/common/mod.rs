@@ -684,3 +684,8 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// The id of the hold a held answer names.
+pub fn hold_id(res: &reqwest::Response) -> String {
+    res.headers()["airlock-hold"].to_str().unwrap().to_owned()
+}
