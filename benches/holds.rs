@@ -5,56 +5,13 @@
 //!
 //! `cargo bench --bench holds` — `HOLDS=20000` for a shorter run.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use airlock::holds::store::{ListFilter, system_clock};
-use airlock::holds::{Hold, State, Store};
-use bytes::Bytes;
-
-fn hold(i: u64) -> Hold {
-    let now = jiff::Timestamp::now();
-    Hold {
-        id: uuid::Uuid::now_v7().to_string(),
-        state: State::Pending,
-        rule: format!("rule-{}", i % 20),
-        label: "Outbound client message".into(),
-        summary: format!("Email to client{i}@example.com: Your quote"),
-        agent: "bench-agent".into(),
-        trigger: "Client asked for a quote".into(),
-        method: "POST".into(),
-        url: "https://api.sendgrid.com/v3/mail/send".into(),
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("authorization".into(), "Bearer SG.secret".into()),
-        ],
-        secret_headers: vec![],
-        body_size: 0,
-        content_type: Some("application/json".into()),
-        created_at: now,
-        expires_at: now
-            + jiff::SignedDuration::from_hours(2)
-            + jiff::SignedDuration::from_millis(i as i64),
-        decided_at: None,
-        decided_by: None,
-        note: None,
-        reason: None,
-        edited: false,
-        sending: false,
-        response: None,
-        error: None,
-        status_token: airlock::holds::random_token(),
-        fingerprint: format!("{i:064x}"),
-        idempotency_key: None,
-        replayed: false,
-        max_wait_secs: 120,
-    }
-}
-
-fn body(i: u64) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"personalizations":[{{"to":[{{"email":"client{i}@example.com"}}]}}],"from":{{"email":"sales@example.com"}},"subject":"Your quote","content":[{{"type":"text/plain","value":"Hello, the total is 1,200 EUR. Kind regards."}}]}}"#
-    ))
-}
+use airlock::holds::{State, Store};
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -94,7 +51,10 @@ fn main() {
         let mut lat = Vec::new();
         for i in 0..1000 {
             let t = Instant::now();
-            store.create(hold(i), body(i)).await.unwrap();
+            store
+                .create(support::pending_hold(i), support::mail_body(i))
+                .await
+                .unwrap();
             lat.push(t.elapsed());
         }
         lat.sort();
@@ -110,7 +70,11 @@ fn main() {
             let batch: Vec<_> = (next..(next + 64).min(total))
                 .map(|i| {
                     let s = store.clone();
-                    tokio::spawn(async move { s.create(hold(i), body(i)).await.unwrap() })
+                    tokio::spawn(async move {
+                        s.create(support::pending_hold(i), support::mail_body(i))
+                            .await
+                            .unwrap()
+                    })
                 })
                 .collect();
             for b in batch {

@@ -4,48 +4,15 @@
 //!
 //! `cargo bench --bench page`
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use airlock::config::{Config, Env};
-use airlock::holds::{Hold, State};
-use bytes::Bytes;
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::json;
-
-fn hold(i: u64) -> Hold {
-    let now = jiff::Timestamp::now();
-    Hold {
-        id: uuid::Uuid::now_v7().to_string(),
-        state: State::Pending,
-        rule: "sendgrid-mail-send".into(),
-        label: "Outbound client message".into(),
-        summary: format!("Email to client{i}@example.com: Your quote #{i}"),
-        agent: "quote-bot".into(),
-        trigger: "Client asked for a quote".into(),
-        method: "POST".into(),
-        url: "https://api.sendgrid.com/v3/mail/send".into(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        secret_headers: vec![],
-        body_size: 0,
-        content_type: Some("application/json".into()),
-        created_at: now,
-        expires_at: now + jiff::SignedDuration::from_secs(7200 + i as i64),
-        decided_at: None,
-        decided_by: None,
-        note: None,
-        reason: None,
-        edited: false,
-        sending: false,
-        response: None,
-        error: None,
-        status_token: airlock::holds::random_token(),
-        fingerprint: format!("{i:064x}"),
-        idempotency_key: None,
-        replayed: false,
-        max_wait_secs: 120,
-    }
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -84,9 +51,11 @@ fn main() {
         let config = Config::parse("bench.toml", &text, &Env::default()).unwrap();
         let running = airlock::server::start(&config).await.unwrap();
         for i in 0..1000 {
-            let body = json!({"personalizations": [{"to": [{"email": format!("client{i}@example.com")}]}],
-                              "subject": format!("Your quote #{i}"), "content": [{"type": "text/plain", "value": "Total: 1,200 EUR"}]});
-            running.store.create(hold(i), Bytes::from(body.to_string())).await.unwrap();
+            running
+                .store
+                .create(support::pending_hold(i), support::mail_body(i))
+                .await
+                .unwrap();
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut driver = Command::new("chromedriver")
