@@ -711,3 +711,36 @@ async fn an_identical_retry_that_asks_to_wait_waits_on_the_same_hold() {
     assert_eq!(up.count(), 1);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_unmatched_hold_offers_a_rule_that_would_classify_it() {
+    let (_pki, up, a, api, _) = setup().await;
+    let res = client(&a.proxy_url(), &[&a.ca_pem()])
+        .delete(format!("https://mail.test:{}/v3/contacts/42", up.port()))
+        .send()
+        .await
+        .unwrap();
+    let id = common::hold_id(&res);
+    let v = api.get(&format!("/api/holds/{id}"), ROOT.1).await;
+    assert_eq!(v["rule"], "unmatched");
+    assert_eq!(v["label"], "No matching rule");
+    let snippet = v["rule_snippet"].as_str().unwrap();
+    // The snippet is a valid rule that matches this very request.
+    let rules = airlock::rules::parse_file("snippet.toml", snippet).unwrap();
+    let set = airlock::rules::RuleSet::new(rules, airlock::rules::Action::Review).unwrap();
+    let headers = http::HeaderMap::new();
+    let view = airlock::rules::RequestView {
+        method: "DELETE",
+        host: "mail.test",
+        path: "/v3/contacts/42",
+        query: None,
+        headers: &headers,
+    };
+    match set.decide(&view, airlock::rules::BodyView::Unread) {
+        airlock::rules::Decision::Matched(rule) => {
+            assert_eq!(rule.name, "mail-test-delete-v3-contacts-42")
+        }
+        other => panic!("the snippet does not match: {other:?}"),
+    }
+    a.stop().await;
+}

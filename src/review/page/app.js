@@ -149,6 +149,9 @@ function card(h) {
       el('code', { text: target(h) }),
       countdown),
     renderDraft(h),
+    h.rule_snippet ? el('details', { class: 'snippet' },
+      el('summary', { text: 'No rule matched: a rule to classify requests like this' }),
+      el('pre', { text: h.rule_snippet })) : null,
     actions,
     error,
   );
