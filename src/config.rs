@@ -336,12 +336,20 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn location(&self, span: std::ops::Range<usize>) -> Location {
-        let (line, column) = line_column(self.text, span.start);
-        Location {
-            file: self.file.to_owned(),
-            line,
-            column,
-        }
+        Location::at(self.file, self.text, span.start)
+    }
+
+    /// An error about the file as a whole rather than one value in it.
+    fn whole_file_error(&mut self, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            origin: Origin::File(Location {
+                file: self.file.to_owned(),
+                line: 0,
+                column: 0,
+            }),
+            key: key.to_owned(),
+            message: message.into(),
+        });
     }
 
     fn file_error(&mut self, span: std::ops::Range<usize>, key: String, message: String) {
@@ -458,13 +466,8 @@ impl Config {
             Ok(raw) => raw,
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
-                let (line, column) = line_column(text, span.start);
                 return Err(ConfigErrors(vec![ConfigError {
-                    origin: Origin::File(Location {
-                        file: file.to_owned(),
-                        line,
-                        column,
-                    }),
+                    origin: Origin::File(Location::at(file, text, span.start)),
                     key: enclosing_section(text, span.start),
                     message: e.message().trim().to_owned(),
                 }]));
@@ -657,15 +660,7 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         parse_clock(&s)
     });
     if start >= end {
-        b.errors.push(ConfigError {
-            origin: Origin::File(Location {
-                file: b.file.to_owned(),
-                line: 0,
-                column: 0,
-            }),
-            key: "[business_hours]".into(),
-            message: "start must be before end".into(),
-        });
+        b.whole_file_error("[business_hours]", "start must be before end");
     }
     let tz = b.scalar(
         "business_hours",
@@ -690,15 +685,10 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         days[usize::from(d)] = true;
     }
     if !days.iter().any(|d| *d) {
-        b.errors.push(ConfigError {
-            origin: Origin::File(Location {
-                file: b.file.to_owned(),
-                line: 0,
-                column: 0,
-            }),
-            key: "[business_hours] days".into(),
-            message: "at least one working day is needed".into(),
-        });
+        b.whole_file_error(
+            "[business_hours] days",
+            "at least one working day is needed",
+        );
     }
     let business_hours = WorkingClock {
         tz,
@@ -720,15 +710,10 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         seen.push(&r.name);
     }
     for name in dupes {
-        b.errors.push(ConfigError {
-            origin: Origin::File(Location {
-                file: b.file.to_owned(),
-                line: 0,
-                column: 0,
-            }),
-            key: "[[reviewer]] name".into(),
-            message: format!("reviewer {name:?} is listed twice"),
-        });
+        b.whole_file_error(
+            "[[reviewer]] name",
+            format!("reviewer {name:?} is listed twice"),
+        );
     }
     let notify = raw
         .notify
@@ -974,16 +959,6 @@ fn parse_sha256_hex(s: &str) -> Option<[u8; 32]> {
         out[i] = (hi * 16 + lo) as u8;
     }
     Some(out)
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
 }
 
 /// The `[section]` header above an offset, for errors from the TOML parser,

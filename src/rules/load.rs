@@ -148,17 +148,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn locate(&self, offset: usize) -> Location {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Location {
-            file: self.file.to_owned(),
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }
+        Location::at(self.file, self.text, offset)
     }
 
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> RuleError {
