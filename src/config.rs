@@ -107,10 +107,34 @@ pub enum NotifyFormat {
 
 #[derive(Debug, Clone)]
 pub struct NotifySink {
+    /// What logs and `/metrics` call this sink: its `name`, or `notify-N`
+    /// (never the URL, which for Slack is itself the secret).
+    pub name: String,
     pub url: String,
     pub format: NotifyFormat,
     pub events: Vec<String>,
     pub secret: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+/// How a webhook delivery is retried: `backoff`, doubling after each failed
+/// attempt up to ten minutes, for at most `max_attempts` attempts, each
+/// given `timeout` to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 12,
+            backoff: Duration::from_secs(2),
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The notification events a sink may subscribe to.
@@ -299,10 +323,14 @@ struct RawReviewer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNotify {
+    name: S<String>,
     url: Spanned<String>,
     format: S<String>,
     events: S<Vec<String>>,
     secret: S<String>,
+    max_attempts: S<u32>,
+    backoff: S<String>,
+    timeout: S<String>,
 }
 
 /// A value type an environment variable can carry.
@@ -718,7 +746,8 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
     let notify = raw
         .notify
         .into_iter()
-        .filter_map(|n| build_notify(b, n))
+        .enumerate()
+        .filter_map(|(i, n)| build_notify(b, i + 1, n))
         .collect();
     Config {
         source: None,
@@ -778,8 +807,64 @@ fn build_reviewer(b: &mut Builder<'_>, raw: Spanned<RawReviewer>) -> Option<Revi
     })
 }
 
-fn build_notify(b: &mut Builder<'_>, raw: Spanned<RawNotify>) -> Option<NotifySink> {
+/// One value of an array table, which environment variables do not reach.
+fn table_value<R, T>(
+    b: &mut Builder<'_>,
+    key: &str,
+    raw: S<R>,
+    default: T,
+    parse: impl Fn(R) -> Result<T, String>,
+) -> T {
+    let Some(raw) = raw else { return default };
+    let span = raw.span();
+    match parse(raw.into_inner()) {
+        Ok(v) => v,
+        Err(message) => {
+            b.file_error(span, key.to_owned(), message);
+            default
+        }
+    }
+}
+
+fn build_notify(b: &mut Builder<'_>, n: usize, raw: Spanned<RawNotify>) -> Option<NotifySink> {
     let raw = raw.into_inner();
+    let defaults = RetryPolicy::default();
+    let name = table_value(b, "[[notify]] name", raw.name, format!("notify-{n}"), |s| {
+        if s.is_empty() || s.contains(|c: char| c == '"' || c == '\\' || c.is_control()) {
+            Err("a sink name needs at least one character and no quotes, backslashes or control characters".into())
+        } else {
+            Ok(s)
+        }
+    });
+    let retry = RetryPolicy {
+        max_attempts: table_value(
+            b,
+            "[[notify]] max_attempts",
+            raw.max_attempts,
+            defaults.max_attempts,
+            |n| {
+                if n == 0 {
+                    Err("max_attempts must be at least 1".into())
+                } else {
+                    Ok(n)
+                }
+            },
+        ),
+        backoff: table_value(
+            b,
+            "[[notify]] backoff",
+            raw.backoff,
+            defaults.backoff,
+            |s| parse_duration(&s),
+        ),
+        timeout: table_value(
+            b,
+            "[[notify]] timeout",
+            raw.timeout,
+            defaults.timeout,
+            |s| parse_duration(&s),
+        ),
+    };
     let url_span = raw.url.span();
     let url = match parse_url(raw.url.into_inner()) {
         Ok(u) => u,
@@ -820,10 +905,12 @@ fn build_notify(b: &mut Builder<'_>, raw: Spanned<RawNotify>) -> Option<NotifySi
         },
     );
     Some(NotifySink {
+        name,
         url,
         format,
         events,
         secret: raw.secret.map(Spanned::into_inner),
+        retry,
     })
 }
 

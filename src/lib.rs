@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod holds;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod reload;
 pub mod review;

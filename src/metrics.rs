@@ -41,6 +41,18 @@ pub struct Metrics {
     decisions: Mutex<BTreeMap<(String, &'static str), Histogram>>,
     /// Final hold outcomes since start, by state.
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Webhook deliveries by sink name.
+    notify: Mutex<BTreeMap<String, SinkFigures>>,
+}
+
+#[derive(Debug, Default)]
+struct SinkFigures {
+    delivered: u64,
+    failed: u64,
+    dropped: u64,
+    /// The last attempt failed: a sink that is down shows as 1 until a
+    /// delivery to it succeeds again.
+    failing: bool,
 }
 
 /// Counts one while alive: a gauge of things in progress.
@@ -63,6 +75,21 @@ impl Metrics {
     pub fn upstream_error(&self, kind: &str) {
         if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
             self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One delivery attempt to a webhook sink: delivered, or failed (and
+    /// `dropped` when no retry follows).
+    pub fn notify_attempt(&self, sink: &str, delivered: bool, dropped: bool) {
+        if let Ok(mut n) = self.notify.lock() {
+            let f = n.entry(sink.to_owned()).or_default();
+            if delivered {
+                f.delivered += 1;
+            } else {
+                f.failed += 1;
+                f.dropped += u64::from(dropped);
+            }
+            f.failing = !delivered;
         }
     }
 
@@ -97,7 +124,13 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, rules: &RuleSet, pending: u64, leaf_cache: (u64, u64)) -> String {
+    pub fn render(
+        &self,
+        rules: &RuleSet,
+        pending: u64,
+        leaf_cache: (u64, u64),
+        outbox: u64,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -218,6 +251,45 @@ impl Metrics {
             "airlock_leaf_cache_total{{result=\"miss\"}} {}",
             leaf_cache.1
         );
+        let _ = writeln!(
+            out,
+            "# HELP airlock_notify_outbox Webhook deliveries waiting to be sent or retried."
+        );
+        let _ = writeln!(out, "# TYPE airlock_notify_outbox gauge");
+        let _ = writeln!(out, "airlock_notify_outbox {outbox}");
+        if let Ok(n) = self.notify.lock() {
+            let _ = writeln!(
+                out,
+                "# HELP airlock_notify_deliveries_total Webhook delivery attempts by sink and result (dropped: failed with no retry left)."
+            );
+            let _ = writeln!(out, "# TYPE airlock_notify_deliveries_total counter");
+            for (sink, f) in n.iter() {
+                let sink = escape(sink);
+                for (result, count) in [
+                    ("delivered", f.delivered),
+                    ("failed", f.failed),
+                    ("dropped", f.dropped),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "airlock_notify_deliveries_total{{sink=\"{sink}\",result=\"{result}\"}} {count}"
+                    );
+                }
+            }
+            let _ = writeln!(
+                out,
+                "# HELP airlock_notify_failing Whether the last delivery to a sink failed (1) or succeeded (0)."
+            );
+            let _ = writeln!(out, "# TYPE airlock_notify_failing gauge");
+            for (sink, f) in n.iter() {
+                let _ = writeln!(
+                    out,
+                    "airlock_notify_failing{{sink=\"{}\"}} {}",
+                    escape(sink),
+                    u8::from(f.failing)
+                );
+            }
+        }
         out
     }
 }

@@ -147,6 +147,9 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     }
     let ca = Arc::new(ca);
     let store = Store::open(&config.store.path, clock)?;
+    // Fix where notifications start before anything new is recorded: a
+    // store that predates them does not replay its history to the sinks.
+    store.notify_cursor()?;
     let upstream = Upstream::new(&config.proxy)?;
     let releaser = Arc::new(Releaser::new(
         store.clone(),
@@ -175,6 +178,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         metrics: metrics.clone(),
         header_timeout: config.proxy.header_timeout,
     });
+    let upstream_for_notify = proxy.upstream.clone();
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
     let (review_listener, review_addr) = bind(config.review.listen).await?;
     let url = public_url(config, review_addr);
@@ -201,8 +205,15 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             crate::review::LeafStats(Arc::new(move || proxy.leaves.stats()))
         },
     }));
+    let notifier = crate::notify::Notifier::new(
+        config,
+        store.clone(),
+        upstream_for_notify,
+        url.clone(),
+        metrics.clone(),
+    );
     let mut review_stop = stop.clone();
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(accept_loop(
             listener,
             proxy,
@@ -211,7 +222,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         )),
         tokio::spawn(crate::holds::expiry::run(store.clone(), stop.clone())),
         tokio::spawn(reloader.clone().watch(stop.clone())),
-        tokio::spawn(observe(store.clone(), metrics, stop)),
+        tokio::spawn(observe(store.clone(), metrics, stop.clone())),
         tokio::spawn(async move {
             let served = axum::serve(review_listener, review)
                 .with_graceful_shutdown(async move {
@@ -223,6 +234,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             }
         }),
     ];
+    tasks.extend(notifier.spawn(&stop));
     Ok(Running {
         proxy_addr,
         review_addr,

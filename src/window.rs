@@ -19,7 +19,7 @@ pub enum Window {
 
 const WINDOW_FORMS: &str = "a positive whole number followed by s, m, h, d or bd \
      (e.g. \"30m\", \"2h\", \"1d\", \"1bd\")";
-const DURATION_FORMS: &str = "a positive whole number followed by s, m, h or d (e.g. \"30s\", \"120s\", \"30m\", \"2h\", \"1d\")";
+const DURATION_FORMS: &str = "a positive whole number followed by ms, s, m, h or d (e.g. \"500ms\", \"30s\", \"30m\", \"2h\", \"1d\")";
 
 impl Window {
     /// Parses `30s`, `30m`, `2h`, `1d` or `1bd`; zero is refused because a
@@ -60,7 +60,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "invalid duration {s:?}: business days are only accepted for a window; expected {DURATION_FORMS}"
         ));
     }
-    parse_fixed(s).ok_or_else(|| format!("invalid duration {s:?}: expected {DURATION_FORMS}"))
+    // Milliseconds suit timeouts and retry delays, never a window.
+    let millis = s.strip_suffix("ms").and_then(parse_count);
+    millis
+        .map(Duration::from_millis)
+        .or_else(|| parse_fixed(s))
+        .ok_or_else(|| format!("invalid duration {s:?}: expected {DURATION_FORMS}"))
 }
 
 /// The canonical spelling of a duration, in the largest unit that divides it

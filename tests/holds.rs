@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::api::Api;
 use common::{ALICE, BOB, Pki, ROOT, TestClock, airlock_with, client, reviewers_toml, upstream};
 use serde_json::{Value, json};
 
@@ -33,59 +34,6 @@ allow_edit = true
 
 const MAIL: &str =
     r#"{"to":"client@example.com","subject":"Your quote","body":"Total: 1,200 EUR"}"#;
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(base: String) -> Api {
-        Api {
-            base,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Value {
-        let (status, v) = self.call("GET", path, Some(token), None).await;
-        assert_eq!(status, 200, "{path}: {v}");
-        v
-    }
-
-    /// Polls a hold until it reaches `state`.
-    async fn until(&self, id: &str, state: &str) -> Value {
-        for _ in 0..200 {
-            let v = self.get(&format!("/api/holds/{id}"), ROOT.1).await;
-            if v["state"] == state {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("hold {id} never became {state}");
-    }
-}
 
 async fn setup() -> (Pki, common::Upstream, common::Airlock, Api, TestClock) {
     let pki = Pki::new();

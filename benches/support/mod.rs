@@ -41,6 +41,10 @@ pub fn pending_hold(i: u64) -> Hold {
         idempotency_key: None,
         replayed: false,
         max_wait_secs: 120,
+        reviewers: Vec::new(),
+        backup: Vec::new(),
+        escalate_at: None,
+        escalated_at: None,
     }
 }
 

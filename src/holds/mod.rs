@@ -134,6 +134,18 @@ pub struct Hold {
     pub replayed: bool,
     /// Cap on `Prefer: wait` from the rule, seconds.
     pub max_wait_secs: u64,
+    /// Who the rule named to decide and to stand in, when the hold was made:
+    /// the people its notifications go to.
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(default)]
+    pub backup: Vec<String>,
+    /// When a hold still pending is escalated to the backup; `None` when the
+    /// window ends first.
+    #[serde(default)]
+    pub escalate_at: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pub escalated_at: Option<jiff::Timestamp>,
 }
 
 impl Hold {

@@ -3,9 +3,11 @@
 //!
 //! Trees: `holds` (id → hold), `bodies` (id → request body), `expiry`
 //! (expires_at ‖ id, pending holds only, so the sweeper's cost follows what
-//! expires), `active` (pending and approved ids, for start-up recovery),
+//! expires), `escalation` (escalate_at ‖ id, pending holds not yet
+//! escalated), `active` (pending and approved ids, for start-up recovery),
 //! `lookup` (retry fingerprints and idempotency keys → id), `tokens`
-//! (status-URL secret → id), `audit` and `meta`. This module knows no HTTP:
+//! (status-URL secret → id), `audit`, `meta`, and `outbox` (notification
+//! deliveries, opaque here, keyed by when they are next due). This module knows no HTTP:
 //! it never sends anything and never decides who may decide.
 
 use std::path::Path;
@@ -124,11 +126,13 @@ struct Inner {
     holds: Tree,
     bodies: Tree,
     expiry: Tree,
+    escalation: Tree,
     active: Tree,
     lookup: Tree,
     tokens: Tree,
     audit: Tree,
     meta: Tree,
+    outbox: Tree,
     events: broadcast::Sender<HoldEvent>,
     clock: Clock,
 }
@@ -138,6 +142,7 @@ struct Tx<'a> {
     holds: &'a TransactionalTree,
     bodies: &'a TransactionalTree,
     expiry: &'a TransactionalTree,
+    escalation: &'a TransactionalTree,
     active: &'a TransactionalTree,
     lookup: &'a TransactionalTree,
     tokens: &'a TransactionalTree,
@@ -150,7 +155,12 @@ fn id_key(id: &str) -> Option<[u8; 16]> {
 }
 
 fn expiry_key(hold: &Hold, key: &[u8; 16]) -> [u8; 24] {
-    let ms = u64::try_from(hold.expires_at.as_millisecond()).unwrap_or(0);
+    time_key(hold.expires_at, key)
+}
+
+/// A time index key: milliseconds, big-endian so sled orders them, then id.
+fn time_key(at: jiff::Timestamp, key: &[u8; 16]) -> [u8; 24] {
+    let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
     let mut k = [0u8; 24];
     k[..8].copy_from_slice(&ms.to_be_bytes());
     k[8..].copy_from_slice(key);
@@ -210,6 +220,14 @@ impl Tx<'_> {
         } else {
             self.expiry.remove(&ek[..])?;
         }
+        if let Some(at) = hold.escalate_at {
+            let k = time_key(at, key);
+            if hold.state == State::Pending && hold.escalated_at.is_none() {
+                self.escalation.insert(&k[..], &[])?;
+            } else {
+                self.escalation.remove(&k[..])?;
+            }
+        }
         match serde_json::to_vec(hold) {
             Ok(bytes) => {
                 self.holds.insert(&key[..], bytes)?;
@@ -255,11 +273,13 @@ impl Store {
                 holds: db.open_tree("holds")?,
                 bodies: db.open_tree("bodies")?,
                 expiry: db.open_tree("expiry")?,
+                escalation: db.open_tree("escalation")?,
                 active: db.open_tree("active")?,
                 lookup: db.open_tree("lookup")?,
                 tokens: db.open_tree("tokens")?,
                 audit: db.open_tree("audit")?,
                 meta: db.open_tree("meta")?,
+                outbox: db.open_tree("outbox")?,
                 db,
                 events,
                 clock,
@@ -296,14 +316,23 @@ impl Store {
         use sled::Transactional;
         let i = &self.inner;
         let r = (
-            &i.holds, &i.bodies, &i.expiry, &i.active, &i.lookup, &i.tokens, &i.audit, &i.meta,
+            &i.holds,
+            &i.bodies,
+            &i.expiry,
+            &i.escalation,
+            &i.active,
+            &i.lookup,
+            &i.tokens,
+            &i.audit,
+            &i.meta,
         )
             .transaction(
-                |(holds, bodies, expiry, active, lookup, tokens, audit, meta)| {
+                |(holds, bodies, expiry, escalation, active, lookup, tokens, audit, meta)| {
                     f(&Tx {
                         holds,
                         bodies,
                         expiry,
+                        escalation,
                         active,
                         lookup,
                         tokens,
@@ -643,28 +672,62 @@ impl Store {
 
     /// The soonest expiry among pending holds.
     pub fn next_expiry(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
-        Ok(self.inner.expiry.first()?.and_then(|(k, _)| {
-            let ms = u64::from_be_bytes(<[u8; 8]>::try_from(&k[..8]).ok()?);
-            jiff::Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()
-        }))
+        Ok(self.inner.expiry.first()?.and_then(|(k, _)| key_time(&k)))
+    }
+
+    /// The soonest escalation among pending holds not yet escalated.
+    pub fn next_escalation(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        Ok(self
+            .inner
+            .escalation
+            .first()?
+            .and_then(|(k, _)| key_time(&k)))
+    }
+
+    /// Marks every pending hold whose `escalate_at` has come as escalated,
+    /// with its audit record; notifications follow from that record.
+    pub async fn escalate_due(&self) -> Result<Vec<Hold>, StoreError> {
+        let now = self.now();
+        let mut escalated = Vec::new();
+        for key in due_keys(&self.inner.escalation, now) {
+            let done = self.transact(|tx| {
+                let Some(mut hold) = tx.get(&key)? else {
+                    return Ok(None);
+                };
+                if hold.state != State::Pending
+                    || hold.escalated_at.is_some()
+                    || hold.escalate_at.is_none_or(|at| at > now)
+                {
+                    return Ok(None);
+                }
+                hold.escalated_at = Some(now);
+                tx.put(&mut hold, &key)?;
+                let record = tx.audit(
+                    now,
+                    "escalated",
+                    &hold,
+                    SYSTEM,
+                    serde_json::json!({ "backup": hold.backup, "expires_at": hold.expires_at }),
+                )?;
+                Ok(Some((hold, record)))
+            })?;
+            if let Some((hold, record)) = done {
+                self.announce(&record, &hold, "escalated");
+                escalated.push(hold);
+            }
+        }
+        if !escalated.is_empty() {
+            self.flush().await?;
+        }
+        Ok(escalated)
     }
 
     /// Moves every pending hold whose window has ended to `expired`.
     /// Reads only the expiry index up to now.
     pub async fn expire_due(&self) -> Result<Vec<Hold>, StoreError> {
         let now = self.now();
-        let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
-        let mut end = [0u8; 8];
-        end.copy_from_slice(&(now_ms.saturating_add(1)).to_be_bytes());
-        let due: Vec<[u8; 16]> = self
-            .inner
-            .expiry
-            .range(..&end[..])
-            .filter_map(|item| item.ok())
-            .filter_map(|(k, _)| <[u8; 16]>::try_from(&k[8..]).ok())
-            .collect();
         let mut expired = Vec::new();
-        for key in due {
+        for key in due_keys(&self.inner.expiry, now) {
             let done = self.transact(|tx| {
                 let Some(mut hold) = tx.get(&key)? else {
                     return Ok(None);
@@ -814,11 +877,141 @@ impl Store {
         self.flush().await
     }
 
+    /// The sequence number of the newest audit record (0 when none).
+    pub fn last_audit_seq(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .inner
+            .audit
+            .last()?
+            .and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// The last audit record already turned into notifications. On the
+    /// first call it starts at the newest record, so a store that predates
+    /// notifications does not replay its whole history to the sinks.
+    pub fn notify_cursor(&self) -> Result<u64, StoreError> {
+        let head = self.last_audit_seq()?;
+        let cursor = self.inner.meta.fetch_and_update(NOTIFY_CURSOR, |old| {
+            Some(old.map_or_else(|| head.to_be_bytes().to_vec(), <[u8]>::to_vec))
+        })?;
+        Ok(match cursor {
+            Some(v) => <[u8; 8]>::try_from(&v[..]).map_or(head, u64::from_be_bytes),
+            None => head,
+        })
+    }
+
+    /// Queues deliveries, due now, and moves the notification cursor to
+    /// `cursor` in the same transaction: an audit record is turned into
+    /// deliveries exactly once, even across a crash.
+    pub fn enqueue(&self, deliveries: &[Vec<u8>], cursor: u64) -> Result<(), StoreError> {
+        use sled::Transactional;
+        let due = jiff::Timestamp::now();
+        let ids = deliveries
+            .iter()
+            .map(|_| self.inner.db.generate_id())
+            .collect::<Result<Vec<u64>, _>>()?;
+        (&self.inner.outbox, &self.inner.meta).transaction(|(outbox, meta)| {
+            for (d, id) in deliveries.iter().zip(&ids) {
+                outbox.insert(&outbox_key(due, *id)[..], d.as_slice())?;
+            }
+            meta.insert(NOTIFY_CURSOR, &cursor.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError<String>>(())
+        })?;
+        Ok(())
+    }
+
+    /// Deliveries due at `now`, soonest first: (key, delivery).
+    pub fn outbox_due(
+        &self,
+        now: jiff::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Queued>, StoreError> {
+        let end = outbox_key(now, u64::MAX);
+        self.inner
+            .outbox
+            .range(..=&end[..])
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// When the soonest delivery is due.
+    pub fn outbox_next_due(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        Ok(self.inner.outbox.first()?.and_then(|(k, _)| key_time(&k)))
+    }
+
+    /// Deliveries waiting, in flight included.
+    pub fn outbox_len(&self) -> u64 {
+        self.inner.outbox.len() as u64
+    }
+
+    /// Moves a delivery to `at` with new contents, atomically; the new key.
+    pub fn outbox_reschedule(
+        &self,
+        key: &[u8],
+        at: jiff::Timestamp,
+        delivery: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let id = key
+            .get(8..16)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt("outbox key".into()))?;
+        let new = outbox_key(at, id);
+        self.inner.outbox.transaction(|outbox| {
+            outbox.remove(key)?;
+            outbox.insert(&new[..], delivery)?;
+            Ok::<_, ConflictableTransactionError<String>>(())
+        })?;
+        Ok(new.to_vec())
+    }
+
+    /// Forgets a delivery: sent, or given up.
+    pub fn outbox_remove(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.outbox.remove(key)?;
+        Ok(())
+    }
+
     /// The raw audit tree, for tests that tamper with it.
     #[doc(hidden)]
     pub fn audit_tree(&self) -> &Tree {
         &self.inner.audit
     }
+}
+
+const NOTIFY_CURSOR: &[u8] = b"notify_cursor";
+
+/// An outbox entry: its key, and the delivery as its owner serialised it.
+pub type Queued = (Vec<u8>, Vec<u8>);
+
+/// An outbox key: due time in milliseconds, then a unique id.
+fn outbox_key(at: jiff::Timestamp, id: u64) -> [u8; 16] {
+    let ms = u64::try_from(at.as_millisecond()).unwrap_or(0);
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&ms.to_be_bytes());
+    k[8..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The time in a time index key.
+fn key_time(k: &[u8]) -> Option<jiff::Timestamp> {
+    let ms = u64::from_be_bytes(<[u8; 8]>::try_from(k.get(..8)?).ok()?);
+    jiff::Timestamp::from_millisecond(i64::try_from(ms).ok()?).ok()
+}
+
+/// The hold keys of a time index up to and including `now`.
+fn due_keys(index: &Tree, now: jiff::Timestamp) -> Vec<[u8; 16]> {
+    let now_ms = u64::try_from(now.as_millisecond()).unwrap_or(0);
+    let end = now_ms.saturating_add(1).to_be_bytes();
+    index
+        .range(..&end[..])
+        .filter_map(|item| item.ok())
+        .filter_map(|(k, _)| <[u8; 16]>::try_from(&k[8..]).ok())
+        .collect()
 }
 
 /// Does an identical request's hold still answer for a retry?

@@ -48,6 +48,23 @@ pub struct Holding {
     pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
+/// When the backup is told: `escalate_after` from creation, or half the way
+/// to the window's end (which, for business-day windows, only the computed
+/// end can say). Never at or after the end: expiry comes first then.
+pub fn escalate_at(
+    created: jiff::Timestamp,
+    expires: jiff::Timestamp,
+    after: Option<Duration>,
+) -> Option<jiff::Timestamp> {
+    let span = expires.duration_since(created);
+    let after = match after {
+        Some(d) => jiff::SignedDuration::try_from(d).ok()?,
+        None => span / 2,
+    };
+    let at = created.checked_add(after).ok()?;
+    (at < expires).then_some(at)
+}
+
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 static PREFER: http::HeaderName = http::HeaderName::from_static("prefer");
 
@@ -98,6 +115,7 @@ pub async fn hold(
         .and_then(|r| r.window)
         .unwrap_or(holding.default_window);
     let max_wait = rule.and_then(|r| r.max_wait).unwrap_or(DEFAULT_MAX_WAIT);
+    let expires_at = window.ends_at(now, &holding.business_hours);
     let fingerprint = {
         let mut h = Sha256::new();
         for part in [
@@ -140,7 +158,7 @@ pub async fn hold(
         body_size: body.len() as u64,
         content_type: header_text(&parts, &header::CONTENT_TYPE),
         created_at: now,
-        expires_at: window.ends_at(now, &holding.business_hours),
+        expires_at,
         decided_at: None,
         decided_by: None,
         note: None,
@@ -154,6 +172,10 @@ pub async fn hold(
         idempotency_key,
         replayed: false,
         max_wait_secs: max_wait.as_secs(),
+        reviewers: rule.map_or_else(Vec::new, |r| r.reviewers.clone()),
+        backup: rule.map_or_else(Vec::new, |r| r.backup.clone()),
+        escalate_at: escalate_at(now, expires_at, rule.and_then(|r| r.escalate_after)),
+        escalated_at: None,
     };
     // Listen before storing, so a decision made at once is not missed.
     let events = wait.map(|_| store.subscribe());

@@ -136,6 +136,11 @@ pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
         "url": hold.url,
         "created_at": hold.created_at,
         "expires_at": hold.expires_at,
+        "escalate_at": hold.escalate_at,
+        "escalated": hold.escalated_at.is_some(),
+        "escalated_at": hold.escalated_at,
+        "reviewers": hold.reviewers,
+        "backup": hold.backup,
         "decided_at": hold.decided_at,
         "decided_by": hold.decided_by,
         "note": hold.note,
@@ -459,9 +464,12 @@ async fn reload_rules(caller: Caller, State(state): State<Arc<ReviewState>>) -> 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<Arc<ReviewState>>) -> Response {
     let rules = state.reloader.rules().load();
-    let text = state
-        .metrics
-        .render(&rules, state.store.pending_count(), (state.leaf_stats.0)());
+    let text = state.metrics.render(
+        &rules,
+        state.store.pending_count(),
+        (state.leaf_stats.0)(),
+        state.store.outbox_len(),
+    );
     (
         [(
             http::header::CONTENT_TYPE,

@@ -102,8 +102,8 @@ impl FromRequestParts<Arc<ReviewState>> for Caller {
 }
 
 /// May `caller` decide `hold`? Admins always; otherwise the rule's listed
-/// reviewers, or anyone when the rule lists nobody. A hold whose rule no
-/// longer exists is left to admins.
+/// reviewers (and its backup once the hold is escalated), or anyone when the
+/// rule lists nobody. A hold whose rule no longer exists is left to admins.
 pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
     if caller.admin {
         return true;
@@ -112,7 +112,12 @@ pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
         return true;
     }
     match state.reloader.rules().load().rule(&hold.rule) {
-        Some(rule) => rule.reviewers.is_empty() || rule.reviewers.contains(&caller.name),
+        Some(rule) => {
+            rule.reviewers.is_empty()
+                || rule.reviewers.contains(&caller.name)
+                // Once escalated the backup stands in: told and able to act.
+                || (hold.escalated_at.is_some() && rule.backup.contains(&caller.name))
+        }
         None => false,
     }
 }

@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+pub mod api;
+pub mod webhook;
+
 use airlock::config::{Config, Env};
 use airlock::server::Running;
 
@@ -349,6 +352,19 @@ impl Airlock {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
+    }
+
+    /// Shuts airlock down and starts it again on the same directory (new
+    /// ports), as a pod restart would.
+    pub async fn restart(&mut self, clock: airlock::holds::store::Clock) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+        let running = airlock::server::start_with_clock(&self.config, clock)
+            .await
+            .unwrap();
+        self.addr = running.proxy_addr;
+        self.running = Some(running);
     }
 }
 

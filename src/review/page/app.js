@@ -128,6 +128,10 @@ function target(h) {
   } catch (_) { return `${h.method} ${h.url}`; }
 }
 
+function escalatedBadge() {
+  return el('span', { class: 'badge-escalated', title: 'Still pending past its escalation time: the backup was told', text: 'escalated' });
+}
+
 function card(h) {
   const reason = el('input', { class: 'reason', type: 'text', placeholder: 'Reason (optional)', 'aria-label': 'Reason for dismissing' });
   const error = el('p', { class: 'error', role: 'alert', hidden: '' });
@@ -140,8 +144,8 @@ function card(h) {
     actions.append(el('button', { type: 'button', class: 'edit', text: 'Edit & approve', onclick: () => edit(h) }));
   }
   const countdown = el('span', { class: 'countdown', 'data-expires': h.expires_at, text: left(h.expires_at) });
-  const node = el('article', { class: 'card', 'data-id': h.id, tabindex: '-1', 'aria-label': h.summary },
-    el('p', { class: 'trigger', text: h.trigger }),
+  const node = el('article', { class: h.escalated ? 'card escalated' : 'card', 'data-id': h.id, tabindex: '-1', 'aria-label': h.summary },
+    el('p', { class: 'trigger', text: h.trigger }, h.escalated ? escalatedBadge() : null),
     el('h2', { class: 'summary', text: h.summary }),
     el('p', { class: 'meta' },
       el('span', { text: `agent ${h.agent}` }),
@@ -263,6 +267,14 @@ function follow() {
     const r = await api('GET', `/api/holds/${e.id}`);
     if (r.status === 200 && r.data.state === 'pending' && !cards.has(e.id)) insert(r.data);
   });
+  es.addEventListener('escalated', (ev) => {
+    const e = JSON.parse(ev.data);
+    const c = cards.get(e.id);
+    if (!c || c.hold.escalated) return;
+    c.hold.escalated = true;
+    c.el.classList.add('escalated');
+    c.el.querySelector('.trigger').append(escalatedBadge());
+  });
   for (const kind of ['approved', 'dismissed', 'expired', 'released', 'failed', 'interrupted']) {
     es.addEventListener(kind, (ev) => {
       const e = JSON.parse(ev.data);
@@ -285,6 +297,25 @@ async function loadQueue() {
   updateCount();
   const first = r.data.holds[0];
   if (first) select(first.id);
+  await openLinked();
+}
+
+// Notifications link to `/#hold=<id>`: bring that card forward, or say what
+// became of the hold so nobody acts on a stale message.
+async function openLinked() {
+  const m = /^#hold=([0-9a-f-]{36})$/.exec(location.hash);
+  if (!m) return;
+  const id = m[1];
+  if (cards.has(id)) {
+    select(id);
+    cards.get(id).el.scrollIntoView({ block: 'center' });
+    return;
+  }
+  const r = await api('GET', `/api/holds/${id}`);
+  if (r.status !== 200) { notice('The linked hold does not exist.'); return; }
+  const h = r.data;
+  const by = h.decided_by ? ` by ${h.decided_by}` : '';
+  notice(`“${h.summary}” is already ${h.state}${by}: nothing to decide.`);
 }
 
 async function loadHistory() {

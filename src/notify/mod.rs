@@ -1,0 +1,541 @@
+//! Notifications: bring each decision to the people who own it, inside its
+//! window, and tell them when it no longer needs them.
+//!
+//! Two tasks, both off the data path. The fan-out follows the audit log from
+//! a cursor kept in the store: each record of a hold's life becomes one
+//! delivery per interested sink (`[[notify]]`, and the personal `notify` URL
+//! of the rule's reviewers, or of its backup on escalation), written to the
+//! store's outbox in the same transaction that moves the cursor — so nothing
+//! is lost across a crash or a restart and nothing is turned into deliveries
+//! twice. The delivery task sends what is due, a few at a time per sink, each
+//! attempt bounded by a timeout, and retries failures with exponential
+//! backoff up to the sink's `max_attempts`.
+//!
+//! This module must never be waited on by the proxy: an agent's request
+//! neither knows nor cares whether a sink is slow, down or hung. Delivery is
+//! at least once (a crash mid-attempt repeats it); receivers deduplicate on
+//! `Airlock-Delivery`.
+
+pub mod message;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Either, Full};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Config, NotifyFormat, NotifySink, RetryPolicy};
+use crate::holds::audit::Record;
+use crate::holds::{Hold, Store, StoreError, hex};
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// Attempts in flight to one sink at once: a hung sink ties up only these.
+const PER_SINK: usize = 4;
+/// The longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// Audit records turned into deliveries per transaction.
+const BATCH: usize = 256;
+/// How much of a receiver's answer is read (and then dropped).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Where one kind of message goes.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    url: String,
+    format: NotifyFormat,
+    secret: Option<String>,
+    retry: RetryPolicy,
+    /// For `[[notify]]` sinks, the events subscribed to; personal hooks get
+    /// what concerns their owner.
+    events: Option<Vec<String>>,
+}
+
+impl From<&NotifySink> for Target {
+    fn from(s: &NotifySink) -> Target {
+        Target {
+            name: s.name.clone(),
+            url: s.url.clone(),
+            format: s.format,
+            secret: s.secret.clone(),
+            retry: s.retry,
+            events: Some(s.events.clone()),
+        }
+    }
+}
+
+/// One message on its way to one URL, as the outbox keeps it. The body is
+/// fixed (and signed) when queued, so every retry sends the same bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Delivery {
+    sink: String,
+    url: String,
+    body: String,
+    signature: Option<String>,
+    event: String,
+    hold: String,
+    sequence: u64,
+    attempts: u32,
+    max_attempts: u32,
+    backoff_ms: u64,
+    timeout_ms: u64,
+}
+
+/// Why an attempt failed, and whether trying again can help.
+struct Failure {
+    message: String,
+    permanent: bool,
+}
+
+pub struct Notifier {
+    store: Store,
+    upstream: Upstream,
+    sinks: Vec<Target>,
+    /// Reviewer name → personal hook.
+    personal: HashMap<String, Target>,
+    admins: Vec<String>,
+    public_url: String,
+    metrics: Arc<Metrics>,
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("sinks", &self.sinks.len())
+            .field("personal", &self.personal.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256 of body>`, as `Airlock-Signature` carries it.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    // HMAC takes a key of any length; this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    mac.update(body);
+    format!("sha256={}", hex(&mac.finalize().into_bytes()))
+}
+
+impl Notifier {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        upstream: Upstream,
+        public_url: String,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Notifier> {
+        let personal = config
+            .reviewers
+            .iter()
+            .filter_map(|r| {
+                let url = r.notify.clone()?;
+                // A personal hook has no format key: Slack's own hooks get
+                // Slack messages, everything else the JSON document.
+                let format = if url.starts_with("https://hooks.slack.com/") {
+                    NotifyFormat::Slack
+                } else {
+                    NotifyFormat::Json
+                };
+                Some((
+                    r.name.clone(),
+                    Target {
+                        name: format!("reviewer:{}", r.name),
+                        url,
+                        format,
+                        secret: None,
+                        retry: RetryPolicy::default(),
+                        events: None,
+                    },
+                ))
+            })
+            .collect();
+        Arc::new(Notifier {
+            store,
+            upstream,
+            sinks: config.notify.iter().map(Target::from).collect(),
+            personal,
+            admins: config
+                .reviewers
+                .iter()
+                .filter(|r| r.admin)
+                .map(|r| r.name.clone())
+                .collect(),
+            public_url,
+            metrics,
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Starts the fan-out and the delivery tasks; both end when `stop` does.
+    pub fn spawn(
+        self: &Arc<Self>,
+        stop: &watch::Receiver<bool>,
+    ) -> [tokio::task::JoinHandle<()>; 2] {
+        [
+            tokio::spawn(self.clone().fan_out_loop(stop.clone())),
+            tokio::spawn(self.clone().deliver_loop(stop.clone())),
+        ]
+    }
+
+    async fn fan_out_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut events = self.store.subscribe();
+        loop {
+            if let Err(e) = self.fan_out() {
+                tracing::error!(error = %e, "queueing notifications failed; retrying");
+            }
+            tokio::select! {
+                // Any event, or a lagged receiver: either way, read the log.
+                _ = events.recv() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Turns the audit records after the cursor into queued deliveries.
+    fn fan_out(&self) -> Result<(), StoreError> {
+        loop {
+            let cursor = self.store.notify_cursor()?;
+            let records = self.store.audit_after(cursor, BATCH)?;
+            let Some(last) = records.last().map(|r| r.seq) else {
+                return Ok(());
+            };
+            let mut queued = Vec::new();
+            for record in &records {
+                for d in self.deliveries_for(record)? {
+                    queued.push(
+                        serde_json::to_vec(&d).map_err(|e| {
+                            StoreError::Corrupt(format!("notification delivery: {e}"))
+                        })?,
+                    );
+                }
+            }
+            self.store.enqueue(&queued, last)?;
+            if !queued.is_empty() {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Who hears of this record, and what each of them receives.
+    fn deliveries_for(&self, record: &Record) -> Result<Vec<Delivery>, StoreError> {
+        let Some(event) = message::event_of(&record.event) else {
+            return Ok(Vec::new());
+        };
+        let mut targets: Vec<&Target> = self
+            .sinks
+            .iter()
+            .filter(|t| {
+                t.events
+                    .as_ref()
+                    .is_some_and(|e| e.iter().any(|e| e == event))
+            })
+            .collect();
+        if self.sinks.is_empty() && self.personal.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(hold) = self.store.get(&record.hold)? else {
+            return Ok(Vec::new());
+        };
+        for name in self.people_for(event, &hold) {
+            if let Some(t) = self.personal.get(name)
+                && !targets.iter().any(|o| o.url == t.url)
+            {
+                targets.push(t);
+            }
+        }
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = if event == message::EXPIRED {
+            self.store.body(&hold.id)?
+        } else {
+            None
+        };
+        let mut json_doc: Option<String> = None;
+        let mut slack_doc: Option<String> = None;
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            let text = match t.format {
+                NotifyFormat::Json => json_doc
+                    .get_or_insert_with(|| {
+                        message::json(event, record, &hold, &self.public_url, body.as_deref())
+                            .to_string()
+                    })
+                    .clone(),
+                NotifyFormat::Slack => slack_doc
+                    .get_or_insert_with(|| {
+                        message::slack(record, &hold, &self.public_url).to_string()
+                    })
+                    .clone(),
+            };
+            out.push(Delivery {
+                sink: t.name.clone(),
+                url: t.url.clone(),
+                signature: t.secret.as_deref().map(|s| signature(s, text.as_bytes())),
+                body: text,
+                event: event.to_owned(),
+                hold: hold.id.clone(),
+                sequence: record.seq,
+                attempts: 0,
+                max_attempts: t.retry.max_attempts,
+                backoff_ms: millis(t.retry.backoff),
+                timeout_ms: millis(t.retry.timeout),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The reviewers whose personal hooks hear of `event`: the rule's
+    /// reviewers (admins when it names none) from the start, its backup
+    /// from escalation on, and all of them when it is over.
+    fn people_for<'a>(&'a self, event: &str, hold: &'a Hold) -> Vec<&'a String> {
+        let owners = if hold.reviewers.is_empty() {
+            &self.admins
+        } else {
+            &hold.reviewers
+        };
+        match event {
+            message::HELD => owners.iter().collect(),
+            message::ESCALATED => hold.backup.iter().collect(),
+            message::DECIDED | message::EXPIRED => {
+                let mut people: Vec<&String> = owners.iter().collect();
+                if hold.escalated_at.is_some() {
+                    people.extend(hold.backup.iter().filter(|b| !owners.contains(b)));
+                }
+                people
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn deliver_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Owned by this loop, so attempts still running end with it at
+        // shutdown (their leases bring them back after a restart).
+        let mut attempts: JoinSet<String> = JoinSet::new();
+        let mut in_flight: BTreeMap<String, usize> = BTreeMap::new();
+        loop {
+            let now = jiff::Timestamp::now();
+            let mut saturated = false;
+            match self.store.outbox_due(now, BATCH) {
+                Ok(due) => {
+                    for (key, bytes) in due {
+                        let mut d: Delivery = match serde_json::from_slice(&bytes) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                tracing::error!(error = %e, "unreadable notification in the outbox; dropped");
+                                let _ = self.store.outbox_remove(&key);
+                                continue;
+                            }
+                        };
+                        let n = in_flight.entry(d.sink.clone()).or_default();
+                        if *n >= PER_SINK {
+                            saturated = true;
+                            continue;
+                        }
+                        d.attempts += 1;
+                        // The lease: should airlock stop mid-attempt, the
+                        // delivery is due again once the attempt would have
+                        // timed out.
+                        let lease = after(now, Duration::from_millis(d.timeout_ms + 1000));
+                        let key = match serde_json::to_vec(&d)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))
+                            .and_then(|b| self.store.outbox_reschedule(&key, lease, &b))
+                        {
+                            Ok(k) => k,
+                            Err(e) => {
+                                tracing::error!(error = %e, "notification outbox failed");
+                                continue;
+                            }
+                        };
+                        *n += 1;
+                        let this = self.clone();
+                        attempts.spawn(async move {
+                            let sink = d.sink.clone();
+                            this.attempt_and_settle(key, d).await;
+                            sink
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reading the notification outbox failed"),
+            }
+            let wait = if saturated {
+                Duration::from_secs(1)
+            } else {
+                match self.store.outbox_next_due() {
+                    Ok(Some(at)) => {
+                        let ms = at.as_millisecond() - jiff::Timestamp::now().as_millisecond();
+                        Duration::from_millis(u64::try_from(ms.max(10)).unwrap_or(10))
+                    }
+                    _ => Duration::from_secs(5),
+                }
+                .min(Duration::from_secs(5))
+            };
+            tokio::select! {
+                Some(done) = attempts.join_next() => {
+                    if let Ok(sink) = done
+                        && let Some(n) = in_flight.get_mut(&sink)
+                    {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// One attempt, then: forget it (sent, or failed for good) or put it
+    /// back for its next try.
+    async fn attempt_and_settle(&self, key: Vec<u8>, d: Delivery) {
+        let delivery_id = key
+            .get(8..16)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_be_bytes);
+        match self.attempt(&d, delivery_id).await {
+            Ok(()) => {
+                self.metrics.notify_attempt(&d.sink, true, false);
+                tracing::debug!(sink = %d.sink, event = %d.event, hold = %d.hold, attempt = d.attempts, "notification delivered");
+                if let Err(e) = self.store.outbox_remove(&key) {
+                    tracing::error!(error = %e, "notification outbox failed");
+                }
+            }
+            Err(f) if f.permanent || d.attempts >= d.max_attempts => {
+                self.metrics.notify_attempt(&d.sink, false, true);
+                tracing::error!(
+                    sink = %d.sink, event = %d.event, hold = %d.hold, attempt = d.attempts,
+                    error = %f.message,
+                    "notification dropped: {}",
+                    if f.permanent { "the receiver refused it" } else { "no attempts left" }
+                );
+                if let Err(e) = self.store.outbox_remove(&key) {
+                    tracing::error!(error = %e, "notification outbox failed");
+                }
+            }
+            Err(f) => {
+                self.metrics.notify_attempt(&d.sink, false, false);
+                let delay = backoff(Duration::from_millis(d.backoff_ms), d.attempts);
+                tracing::warn!(
+                    sink = %d.sink, event = %d.event, hold = %d.hold, attempt = d.attempts,
+                    retry_in_ms = millis(delay), error = %f.message,
+                    "notification failed; will retry"
+                );
+                let due = after(jiff::Timestamp::now(), delay);
+                let result = serde_json::to_vec(&d)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+                    .and_then(|b| self.store.outbox_reschedule(&key, due, &b));
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "notification outbox failed");
+                }
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    async fn attempt(&self, d: &Delivery, id: u64) -> Result<(), Failure> {
+        let retryable = |message: String| Failure {
+            message,
+            permanent: false,
+        };
+        let mut req = Request::post(d.url.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::USER_AGENT,
+                concat!("airlock/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("airlock-event", d.event.as_str())
+            .header("airlock-delivery", id.to_string());
+        if let Some(sig) = &d.signature {
+            req = req.header("airlock-signature", sig.as_str());
+        }
+        let req = req
+            .body(Either::Right(Full::new(Bytes::from(d.body.clone()))))
+            .map_err(|e| Failure {
+                message: format!("cannot build the request: {e}"),
+                permanent: true,
+            })?;
+        let timeout = Duration::from_millis(d.timeout_ms);
+        let exchange = async {
+            let res = self
+                .upstream
+                .send(req)
+                .await
+                .map_err(|e| retryable(e.to_string()))?;
+            let status = res.status();
+            // Read (a bounded part of) the answer so the connection can be
+            // reused; its content does not matter.
+            let mut body = res.into_body();
+            let mut read = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, Bytes::len);
+                if read > MAX_ANSWER {
+                    break;
+                }
+            }
+            Ok::<StatusCode, Failure>(status)
+        };
+        let status = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| retryable(format!("no answer within {} ms", d.timeout_ms)))??;
+        if status.is_success() {
+            return Ok(());
+        }
+        let message = format!("the receiver answered {status}");
+        let permanent = status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS;
+        Err(Failure { message, permanent })
+    }
+}
+
+/// The delay before attempt `attempts + 1`: `base`, doubled per failure.
+fn backoff(base: Duration, attempts: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+    base.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn after(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_minutes() {
+        let base = Duration::from_secs(2);
+        assert_eq!(backoff(base, 1), Duration::from_secs(2));
+        assert_eq!(backoff(base, 2), Duration::from_secs(4));
+        assert_eq!(backoff(base, 5), Duration::from_secs(32));
+        assert_eq!(backoff(base, 12), MAX_BACKOFF);
+        assert_eq!(backoff(base, u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_the_body() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}
