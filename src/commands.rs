@@ -237,3 +237,111 @@ pub fn audit_verify(config: &Config) -> u8 {
         }
     }
 }
+
+/// How `airlock report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+/// `airlock report`: the monthly queue review. Reads the store directly, or,
+/// with `from` (a running airlock's review URL, since the store can be open
+/// in only one process), its `/api/stats` with the token in `AIRLOCK_TOKEN`.
+pub fn report(config: &Config, since: &str, format: ReportFormat, from: Option<&str>) -> u8 {
+    let period = match crate::window::parse_duration(since)
+        .map_err(|e| e.to_string())
+        .and_then(|d| jiff::SignedDuration::try_from(d).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("airlock: --since: {e}");
+            return USAGE;
+        }
+    };
+    let report = match from {
+        Some(url) => report_from(config, url, since),
+        None => report_from_store(config, period),
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(message) => {
+            eprintln!("airlock: {message}");
+            return FAILURE;
+        }
+    };
+    let text = match format {
+        ReportFormat::Text => report.to_text(),
+        ReportFormat::Csv => report.to_csv(),
+        ReportFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(j) => j + "\n",
+            Err(e) => {
+                eprintln!("airlock: {e}");
+                return FAILURE;
+            }
+        },
+    };
+    print!("{text}");
+    OK
+}
+
+fn report_from_store(
+    config: &Config,
+    period: jiff::SignedDuration,
+) -> Result<crate::report::Report, String> {
+    let rules = server::load_rules(config).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        format!("the rules could not be loaded:\n{}", lines.join("\n"))
+    })?;
+    let store = crate::holds::Store::open(&config.store.path, crate::holds::store::system_clock())
+        .map_err(|e| {
+            format!(
+                "cannot open the store at {}: {e} (while airlock runs on it, use --from {} with AIRLOCK_TOKEN set)",
+                config.store.path.display(),
+                config.review.public_url
+            )
+        })?;
+    let since = store.now().checked_sub(period).map_err(|e| e.to_string())?;
+    crate::report::Report::build(&store, &rules, since).map_err(|e| e.to_string())
+}
+
+fn report_from(config: &Config, url: &str, since: &str) -> Result<crate::report::Report, String> {
+    let token = std::env::var("AIRLOCK_TOKEN")
+        .map_err(|_| "--from needs a reviewer's token in AIRLOCK_TOKEN".to_owned())?;
+    let uri: Uri = format!("{}/api/stats?since={since}", url.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("--from {url}: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        use http_body_util::BodyExt;
+        let upstream = crate::upstream::Upstream::new(&config.proxy).map_err(|e| e.to_string())?;
+        let req = http::Request::get(uri)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(http_body_util::Either::Right(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let res = upstream
+            .send(req)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: not a report: {e}"))
+    })
+}

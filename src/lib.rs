@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notify;
 pub mod proxy;
 pub mod reload;
+pub mod report;
 pub mod review;
 pub mod rules;
 pub mod server;

@@ -52,6 +52,20 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The monthly queue review: per-rule figures and findings.
+    Report {
+        /// The period: holds made this long ago or later (30d, 12h, ...).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        #[arg(long, value_enum, default_value_t = ReportFormatArg::Text)]
+        format: ReportFormatArg,
+        /// Read a running airlock's review server (e.g. http://127.0.0.1:3129)
+        /// instead of the store; the token comes from AIRLOCK_TOKEN.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Which rule matches a request, why, and what airlock would do.
     Explain {
         /// HTTP method, e.g. POST.
@@ -96,6 +110,13 @@ enum AuditCommand {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormatArg {
+    Text,
+    Json,
+    Csv,
+}
+
 #[derive(Subcommand)]
 enum RulesCommand {
     /// Load and validate the rules; print the classification table.
@@ -138,6 +159,22 @@ fn main() -> ExitCode {
             command: AuditCommand::Verify { config },
         } => match commands::load_config(config.as_deref()) {
             Ok(config) => commands::audit_verify(&config),
+            Err(code) => code,
+        },
+        Command::Report {
+            since,
+            format,
+            from,
+            config,
+        } => match commands::load_config(config.as_deref()) {
+            Ok(config) => {
+                let format = match format {
+                    ReportFormatArg::Text => commands::ReportFormat::Text,
+                    ReportFormatArg::Json => commands::ReportFormat::Json,
+                    ReportFormatArg::Csv => commands::ReportFormat::Csv,
+                };
+                commands::report(&config, &since, format, from.as_deref())
+            }
             Err(code) => code,
         },
         Command::Explain {

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Hold, State, Store, StoreError};
 
-#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RuleFigures {
     pub rule: String,
     pub holds: u64,
@@ -27,15 +27,28 @@ pub struct RuleFigures {
     pub approval_rate: Option<f64>,
     pub median_decision_secs: Option<f64>,
     pub p90_decision_secs: Option<f64>,
+    /// Holds that were still pending at their escalation time.
+    pub escalated: u64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Requests no rule matched, grouped by what a rule would match them on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UnmatchedTraffic {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub holds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Figures {
     pub since: jiff::Timestamp,
     pub rules: Vec<RuleFigures>,
     /// Pending holds now, whenever they were made.
     pub queue_depth: u64,
     pub oldest_pending: Option<jiff::Timestamp>,
+    /// Unmatched requests by method, host and path, most frequent first.
+    pub unmatched: Vec<UnmatchedTraffic>,
 }
 
 /// The value at fraction `p` of a sorted list (nearest rank).
@@ -50,6 +63,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 /// Figures for holds created at or after `since`.
 pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreError> {
     let mut by_rule: BTreeMap<String, (RuleFigures, Vec<f64>)> = BTreeMap::new();
+    let mut unmatched: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     store.scan_newest_first(|hold: &Hold| {
         if hold.created_at < since {
             // Ids are time-ordered: everything further is older.
@@ -65,6 +79,13 @@ pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreEr
             )
         });
         f.holds += 1;
+        f.escalated += u64::from(hold.escalated_at.is_some());
+        if hold.rule == crate::proxy::held::UNMATCHED_RULE {
+            let (host, path) = host_and_path(&hold.url);
+            *unmatched
+                .entry((hold.method.clone(), host, path))
+                .or_default() += 1;
+        }
         match hold.state {
             State::Pending => f.pending += 1,
             State::Approved => f.approved += 1,
@@ -103,12 +124,35 @@ pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreEr
         })
         .collect();
     let (queue_depth, oldest_pending) = store.pending_overview()?;
+    let mut unmatched: Vec<UnmatchedTraffic> = unmatched
+        .into_iter()
+        .map(|((method, host, path), holds)| UnmatchedTraffic {
+            method,
+            host,
+            path,
+            holds,
+        })
+        .collect();
+    // Most frequent first; ties in a stable, readable order.
+    unmatched.sort_by(|a, b| b.holds.cmp(&a.holds).then_with(|| a.host.cmp(&b.host)));
     Ok(Figures {
         since,
         rules,
         queue_depth,
         oldest_pending,
+        unmatched,
     })
+}
+
+/// The host and path of a hold's URL, as a rule would match them.
+pub fn host_and_path(url: &str) -> (String, String) {
+    match url.parse::<http::Uri>() {
+        Ok(u) => (
+            u.host().unwrap_or("").to_ascii_lowercase(),
+            u.path().to_owned(),
+        ),
+        Err(_) => (String::new(), "/".to_owned()),
+    }
 }
 
 #[cfg(test)]

@@ -179,35 +179,10 @@ pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
         v["error"] = Value::String(err.clone());
     }
     if hold.rule == crate::proxy::held::UNMATCHED_RULE {
-        v["rule_snippet"] = Value::String(rule_snippet(hold));
+        let (host, path) = crate::holds::stats::host_and_path(&hold.url);
+        v["rule_snippet"] = Value::String(crate::report::rule_snippet(&hold.method, &host, &path));
     }
     v
-}
-
-/// A ready `[[rule]]` that would classify requests like this unmatched one:
-/// what a reviewer pastes into `rules/` once its risk is understood.
-pub fn rule_snippet(hold: &Hold) -> String {
-    let (host, path) = match hold.url.parse::<http::Uri>() {
-        Ok(u) => (u.host().unwrap_or("").to_owned(), u.path().to_owned()),
-        Err(_) => (String::new(), "/".to_owned()),
-    };
-    let slug: String = format!("{host}-{}-{path}", hold.method.to_ascii_lowercase())
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>()
-        .split('-')
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-    format!(
-        "[[rule]]\nname = {}\naction = \"review\"            # automatic | review | deny\nlabel = {}\nhost = [{}]\nmethod = [{}]\npath = [{}]\nwindow = \"4h\"\nreviewers = []                # who owns this queue\n",
-        q(&slug),
-        q(&format!("{} {}", hold.method, host)),
-        q(&host),
-        q(&hold.method),
-        q(&path),
-    )
 }
 
 #[derive(Deserialize)]
@@ -431,8 +406,9 @@ async fn stats(
         .now()
         .checked_sub(period)
         .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
-    let figures = crate::holds::stats::figures(&state.store, since)?;
-    Ok(axum::Json(figures).into_response())
+    let rules = state.reloader.rules().load_full();
+    let report = crate::report::Report::build(&state.store, &rules, since)?;
+    Ok(axum::Json(report).into_response())
 }
 
 /// `POST /api/rules/reload` (admins): load the rules again, atomically.
