@@ -1,5 +1,6 @@
-//! Every rule pack shipped in `rules/` must load, and the defaults must
-//! classify the requests their comments promise. A shipped rule that fails
+//! Every rule pack shipped in `rules/` must load, and the shipped rules must
+//! classify the requests their comments promise (`tests/rules_packs.rs`
+//! checks each pack against provider fixtures). A shipped rule that fails
 //! to load would stop airlock from starting for everyone who copied it.
 
 use std::path::{Path, PathBuf};
@@ -16,14 +17,6 @@ fn rules_dir() -> PathBuf {
 
 fn shipped() -> RuleSet {
     let rules = load_dir(&rules_dir()).unwrap_or_else(|errors| panic!("{errors:#?}"));
-    RuleSet::new(rules, Action::Review).unwrap_or_else(|errors| panic!("{errors:#?}"))
-}
-
-fn defaults() -> RuleSet {
-    let path = rules_dir().join("00-defaults.toml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let rules =
-        parse_file("00-defaults.toml", &text).unwrap_or_else(|errors| panic!("{errors:#?}"));
     RuleSet::new(rules, Action::Review).unwrap_or_else(|errors| panic!("{errors:#?}"))
 }
 
@@ -89,7 +82,7 @@ fn shipped_reviewed_rules_can_be_decided_quickly() {
 
 #[test]
 fn model_providers_are_tunnelled_blind() {
-    let set = defaults();
+    let set = shipped();
     for (host, rule) in [
         ("api.openai.com", "openai"),
         ("API.Anthropic.com", "anthropic"),
@@ -103,7 +96,7 @@ fn model_providers_are_tunnelled_blind() {
 
 #[test]
 fn paste_sites_are_refused_at_connect() {
-    let set = defaults();
+    let set = shipped();
     for host in ["pastebin.com", "www.pastebin.com"] {
         match set.decide_connect(host) {
             ConnectDecision::Refuse(Some(r)) => assert_eq!(r.name, "paste-sites"),
@@ -114,7 +107,7 @@ fn paste_sites_are_refused_at_connect() {
 
 #[test]
 fn sendgrid_mail_send_is_held_for_two_hours_with_a_readable_summary() {
-    let set = defaults();
+    let set = shipped();
     assert_eq!(
         set.decide_connect("api.sendgrid.com"),
         ConnectDecision::Intercept
@@ -141,7 +134,7 @@ fn sendgrid_mail_send_is_held_for_two_hours_with_a_readable_summary() {
 
 #[test]
 fn unclassified_requests_fall_to_unmatched() {
-    let set = defaults();
+    let set = shipped();
     let headers = HeaderMap::new();
     let other = view("GET", "api.sendgrid.com", "/v3/templates", &headers);
     assert_eq!(set.decide(&other, BodyView::Unread), Decision::Unmatched);
