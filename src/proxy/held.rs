@@ -270,20 +270,26 @@ fn outcome(holding: &Holding, hold: &Hold, replay: bool) -> Response<Body> {
             }
             None => held(holding, hold),
         },
-        State::Dismissed => respond::json(
-            StatusCode::FORBIDDEN,
-            &json!({
-                "airlock": "dismissed", "id": hold.id, "rule": hold.rule,
-                "reason": hold.reason,
-                "message": "This request was NOT sent: a reviewer dismissed it.",
-            }),
+        State::Dismissed => with_hold_headers(
+            respond::json(
+                StatusCode::FORBIDDEN,
+                &json!({
+                    "airlock": "dismissed", "id": hold.id, "rule": hold.rule,
+                    "reason": hold.reason,
+                    "message": "This request was NOT sent: a reviewer dismissed it.",
+                }),
+            ),
+            hold,
         ),
-        State::Failed => respond::json(
-            StatusCode::BAD_GATEWAY,
-            &json!({
-                "airlock": "failed", "id": hold.id, "rule": hold.rule, "error": hold.error,
-                "message": "The request was approved but the upstream could not be reached; it will not be retried.",
-            }),
+        State::Failed => with_hold_headers(
+            respond::json(
+                StatusCode::BAD_GATEWAY,
+                &json!({
+                    "airlock": "failed", "id": hold.id, "rule": hold.rule, "error": hold.error,
+                    "message": "The request was approved but the upstream could not be reached; it will not be retried.",
+                }),
+            ),
+            hold,
         ),
         _ => held(holding, hold),
     }
@@ -301,7 +307,7 @@ fn held(holding: &Holding, hold: &Hold) -> Response<Body> {
         State::Interrupted => "airlock stopped while sending this request; whether it arrived is unknown and it will not be sent again.".to_owned(),
         _ => format!("This hold is {}.", hold.state),
     };
-    let mut res = respond::json(
+    let res = respond::json(
         holding.held_status,
         &json!({
             "airlock": "held",
@@ -317,6 +323,12 @@ fn held(holding: &Holding, hold: &Hold) -> Response<Body> {
             ),
         }),
     );
+    with_hold_headers(res, hold)
+}
+
+/// `Airlock-Hold` and `Airlock-State` on every answer about a hold, so an
+/// agent can tell a held, dismissed or failed request apart without parsing.
+fn with_hold_headers(mut res: Response<Body>, hold: &Hold) -> Response<Body> {
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&hold.id) {
         h.insert("airlock-hold", v);
