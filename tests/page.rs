@@ -380,3 +380,93 @@ async fn the_token_form_logs_in_and_logout_ends_the_session() {
     b.client.clone().close().await.unwrap();
     a.stop().await;
 }
+
+#[tokio::test]
+async fn links_open_their_card_and_escalation_shows_live() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let clock = TestClock::new();
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), clock.clock()).await;
+    let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let mut ids = Vec::new();
+    for to in [
+        "ana@client.example",
+        "bo@client.example",
+        "cy@client.example",
+    ] {
+        let res = agent
+            .post(format!("https://mail.test:{}/v3/mail/send", up.port()))
+            .header("content-type", "application/json")
+            .body(json!({"to": to, "subject": "Hello"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        ids.push(common::hold_id(&res));
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let dismissed = &ids[0];
+    let res = http
+        .post(format!("{}/api/holds/{dismissed}/dismiss", a.review_url()))
+        .bearer_auth(ALICE.1)
+        .json(&json!({"reason": "duplicate"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/?token={}", a.review_url(), ROOT.1))
+        .await
+        .unwrap();
+    wait_for(&b, "body[data-ready=true]").await;
+    // A notification's link selects its card, not the first one.
+    let linked = &ids[2];
+    b.client
+        .goto(&format!("{}/#hold={linked}", a.review_url()))
+        .await
+        .unwrap();
+    b.client.refresh().await.unwrap();
+    wait_for(&b, &format!(".card.selected[data-id='{linked}']")).await;
+    // A stale link says what became of the hold.
+    b.client
+        .goto(&format!("{}/#hold={dismissed}", a.review_url()))
+        .await
+        .unwrap();
+    b.client.refresh().await.unwrap();
+    let notice = wait_for(&b, "#notices p").await.text().await.unwrap();
+    assert!(notice.contains("already dismissed by alice"), "{notice}");
+
+    // Half the 2 h window later the pending cards show "escalated", live.
+    let card = format!(".card[data-id='{linked}']");
+    assert!(
+        b.client
+            .find_all(Locator::Css(&format!("{card} .badge-escalated")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(Duration::from_secs(3601));
+    let badge = wait_for(&b, &format!("{card}.escalated .badge-escalated")).await;
+    assert_eq!(badge.text().await.unwrap().to_lowercase(), "escalated");
+    std::fs::write(
+        screenshot_dir().join("queue-escalated.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+
+    // Queue health states its findings: these rules name no owner.
+    wait_for(&b, ".tab[data-view=health]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let findings = wait_for(&b, "#health .findings")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(findings.contains("no named owner: mail-send"), "{findings}");
+    b.client.clone().close().await.unwrap();
+    a.stop().await;
+}

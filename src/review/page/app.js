@@ -355,13 +355,19 @@ async function loadHealth() {
     el('td', { text: x.approval_rate == null ? '–' : `${Math.round(x.approval_rate * 100)}%` }),
     el('td', { text: duration(x.median_decision_secs) }),
     el('td', { text: duration(x.p90_decision_secs) }),
+    el('td', { text: String(x.escalated) }),
   ));
+  const findings = (f.findings || []).map((x) => el('li', { class: `finding finding-${x.kind}` },
+    el('span', { text: x.message }),
+    x.snippet ? el('pre', { text: x.snippet }) : null));
   const oldest = f.oldest_pending ? `, oldest waiting since ${f.oldest_pending.replace('T', ' ').slice(0, 16)} UTC` : '';
   $('#health').replaceChildren(
     el('p', { text: `Last 30 days. ${f.queue_depth} pending now${oldest}.` }),
     el('table', {},
-      el('thead', {}, el('tr', {}, ...['Rule', 'Holds', 'Approved', 'Dismissed', 'Expired', 'Approval rate', 'Median decision', 'p90 decision'].map((t) => el('th', { text: t })))),
-      el('tbody', {}, ...rows)));
+      el('thead', {}, el('tr', {}, ...['Rule', 'Holds', 'Approved', 'Dismissed', 'Expired', 'Approval rate', 'Median decision', 'p90 decision', 'Escalated'].map((t) => el('th', { text: t })))),
+      el('tbody', {}, ...rows)),
+    el('h2', { text: 'Findings' }),
+    findings.length ? el('ul', { class: 'findings' }, ...findings) : el('p', { text: 'No findings: the queue holds what it should.' }));
 }
 
 function show(view) {
