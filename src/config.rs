@@ -743,12 +743,21 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             format!("reviewer {name:?} is listed twice"),
         );
     }
-    let notify = raw
+    let notify: Vec<NotifySink> = raw
         .notify
         .into_iter()
         .enumerate()
         .filter_map(|(i, n)| build_notify(b, i + 1, n))
         .collect();
+    // Names label metrics and log lines: two sinks must not share one.
+    for (i, sink) in notify.iter().enumerate() {
+        if notify[..i].iter().any(|o| o.name == sink.name) {
+            b.whole_file_error(
+                "[[notify]] name",
+                format!("sink name {:?} is used twice", sink.name),
+            );
+        }
+    }
     Config {
         source: None,
         proxy,
@@ -1179,6 +1188,34 @@ mod tests {
         assert_eq!(parse_weekday("Sat").unwrap(), 5);
         assert_eq!(parse_weekday("sunday").unwrap(), 6);
         assert!(parse_weekday("Funday").is_err());
+    }
+
+    #[test]
+    fn notify_sinks_have_distinct_names_and_sound_retry_settings() {
+        let text = "[[notify]]\nurl = \"https://a.example/x\"\nname = \"ops\"\nbackoff = \"250ms\"\nmax_attempts = 3\n\
+                    [[notify]]\nurl = \"https://b.example/x\"\n";
+        let config = Config::parse("airlock.toml", text, &Env::default()).unwrap();
+        assert_eq!(config.notify[0].name, "ops");
+        assert_eq!(config.notify[0].retry.backoff, Duration::from_millis(250));
+        assert_eq!(config.notify[0].retry.max_attempts, 3);
+        assert_eq!(config.notify[1].name, "notify-2");
+        assert_eq!(config.notify[1].retry, RetryPolicy::default());
+
+        let twice = "[[notify]]\nurl = \"https://a.example/x\"\nname = \"ops\"\n\
+                     [[notify]]\nurl = \"https://b.example/x\"\nname = \"ops\"\n";
+        let errors = Config::parse("airlock.toml", twice, &Env::default()).unwrap_err();
+        assert!(
+            errors.to_string().contains("\"ops\" is used twice"),
+            "{errors}"
+        );
+
+        let zero = "[[notify]]\nurl = \"https://a.example/x\"\nmax_attempts = 0\n";
+        let errors = Config::parse("airlock.toml", zero, &Env::default()).unwrap_err();
+        let e = errors.to_string();
+        assert!(
+            e.contains("airlock.toml:3:16") && e.contains("max_attempts"),
+            "{e}"
+        );
     }
 
     #[test]
