@@ -238,7 +238,7 @@ fn spawn_airlock(dir: &std::path::Path, port: u16, origin_ca: &str, intercept: b
         &config,
         format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nupstream_ca = [\"{d}/origin.pem\"]\n\
-             [review]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{d}/data\"\n\
+             [review]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{d}/data-{port}\"\n\
              [tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{}\"\n[defaults]\nunmatched = \"deny\"\n",
             rules.display()
         ),

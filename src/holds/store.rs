@@ -891,6 +891,11 @@ impl Store {
     /// first call it starts at the newest record, so a store that predates
     /// notifications does not replay its whole history to the sinks.
     pub fn notify_cursor(&self) -> Result<u64, StoreError> {
+        if let Some(v) = self.inner.meta.get(NOTIFY_CURSOR)?
+            && let Ok(bytes) = <[u8; 8]>::try_from(&v[..])
+        {
+            return Ok(u64::from_be_bytes(bytes));
+        }
         let head = self.last_audit_seq()?;
         let cursor = self.inner.meta.fetch_and_update(NOTIFY_CURSOR, |old| {
             Some(old.map_or_else(|| head.to_be_bytes().to_vec(), <[u8]>::to_vec))
