@@ -294,6 +294,12 @@ fn report_from_store(
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("the rules could not be loaded:\n{}", lines.join("\n"))
     })?;
+    if !config.store.path.exists() {
+        return Err(format!(
+            "there is no store at {}: nothing has been held yet, or [store] path names another directory",
+            config.store.path.display()
+        ));
+    }
     let store = crate::holds::Store::open(&config.store.path, crate::holds::store::system_clock())
         .map_err(|e| {
             format!(

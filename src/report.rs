@@ -191,7 +191,7 @@ pub fn findings(figures: &Figures, rules: &RuleSet) -> Vec<Finding> {
         }
     }
     for r in &figures.rules {
-        let finished = r.holds - r.pending;
+        let finished = r.holds.saturating_sub(r.pending);
         if finished > 0 && r.expired as f64 / finished as f64 > MAX_EXPIRED_SHARE {
             let share = r.expired as f64 / finished as f64;
             out.push(Finding {

@@ -323,10 +323,19 @@ async fn a_receiver_down_for_a_while_gets_every_event_even_across_a_restart() {
 }
 
 #[tokio::test]
-async fn a_hung_receiver_never_holds_up_an_agent() {
+async fn a_hung_receiver_never_holds_up_an_agent_or_another_receiver() {
     let hooks = Webhook::start().await;
     hooks.hang();
-    let (_pki, up, a) = with_sink(&hooks, "/in", "timeout = \"60s\"", &TestClock::new()).await;
+    let good = Webhook::start().await;
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let extra = format!(
+        "{}{}[[notify]]\nname = \"good\"\nurl = \"{}\"\n",
+        reviewers_toml(),
+        sink(&hooks.url("/in"), "timeout = \"60s\""),
+        good.url("/in")
+    );
+    let a = airlock_with(&pki, RULES, "", &extra, TestClock::new().clock()).await;
     let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
     // The first hold's notification reaches the receiver and hangs there.
     let res = send_mail(&a, up.port()).await;
@@ -363,6 +372,10 @@ async fn a_hung_receiver_never_holds_up_an_agent() {
         ..Default::default()
     };
     assert_eq!(a.store().list(&all).unwrap().0.len(), 11);
+    // The other receiver hears of every hold meanwhile.
+    good.wait_until(WAIT, "11 held", |d| Webhook::events(d, "held").len() == 11)
+        .await;
+    assert!(hooks.received().is_empty());
     a.stop().await;
 }
 

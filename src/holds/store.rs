@@ -711,15 +711,20 @@ impl Store {
                 )?;
                 Ok(Some((hold, record)))
             })?;
-            if let Some((hold, record)) = done {
-                self.announce(&record, &hold, "escalated");
-                escalated.push(hold);
+            if let Some(done) = done {
+                escalated.push(done);
             }
         }
         if !escalated.is_empty() {
             self.flush().await?;
         }
-        Ok(escalated)
+        Ok(escalated
+            .into_iter()
+            .map(|(hold, record)| {
+                self.announce(&record, &hold, "escalated");
+                hold
+            })
+            .collect())
     }
 
     /// Moves every pending hold whose window has ended to `expired`.
@@ -747,15 +752,21 @@ impl Store {
                 )?;
                 Ok(Some((hold, record)))
             })?;
-            if let Some((hold, record)) = done {
-                self.announce(&record, &hold, "expired");
-                expired.push(hold);
+            if let Some(done) = done {
+                expired.push(done);
             }
         }
         if !expired.is_empty() {
+            // Durable first: nobody hears of an expiry a crash could undo.
             self.flush().await?;
         }
-        Ok(expired)
+        Ok(expired
+            .into_iter()
+            .map(|(hold, record)| {
+                self.announce(&record, &hold, "expired");
+                hold
+            })
+            .collect())
     }
 
     /// Start-up: a hold found mid-send becomes `interrupted` (its outcome is
@@ -926,22 +937,28 @@ impl Store {
         Ok(())
     }
 
-    /// Deliveries due at `now`, soonest first: (key, delivery).
+    /// Deliveries due at `now`, soonest first: up to `limit` that `take`
+    /// accepts, looking at no more than `scan` entries, so that deliveries
+    /// the caller cannot send yet never hide the ones it can.
     pub fn outbox_due(
         &self,
         now: jiff::Timestamp,
         limit: usize,
+        scan: usize,
+        mut take: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<Vec<Queued>, StoreError> {
         let end = outbox_key(now, u64::MAX);
-        self.inner
-            .outbox
-            .range(..=&end[..])
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for item in self.inner.outbox.range(..=&end[..]).take(scan) {
+            let (k, v) = item?;
+            if take(&k, &v) {
+                out.push((k.to_vec(), v.to_vec()));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// When the soonest delivery is due.
@@ -954,25 +971,28 @@ impl Store {
         self.inner.outbox.len() as u64
     }
 
-    /// Moves a delivery to `at` with new contents, atomically; the new key.
+    /// Moves a delivery to `at` with new contents, atomically; the new key,
+    /// or `None` when it is no longer at `key` (then nothing changes).
     pub fn outbox_reschedule(
         &self,
         key: &[u8],
         at: jiff::Timestamp,
         delivery: &[u8],
-    ) -> Result<Vec<u8>, StoreError> {
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let id = key
             .get(8..16)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_be_bytes)
             .ok_or_else(|| StoreError::Corrupt("outbox key".into()))?;
         let new = outbox_key(at, id);
-        self.inner.outbox.transaction(|outbox| {
-            outbox.remove(key)?;
+        let moved = self.inner.outbox.transaction(|outbox| {
+            if outbox.remove(key)?.is_none() {
+                return Ok(false);
+            }
             outbox.insert(&new[..], delivery)?;
-            Ok::<_, ConflictableTransactionError<String>>(())
+            Ok::<_, ConflictableTransactionError<String>>(true)
         })?;
-        Ok(new.to_vec())
+        Ok(moved.then(|| new.to_vec()))
     }
 
     /// Forgets a delivery: sent, or given up.

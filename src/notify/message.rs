@@ -33,11 +33,23 @@ pub fn card_link(public_url: &str, hold: &Hold) -> String {
     format!("{}/#hold={}", public_url.trim_end_matches('/'), hold.id)
 }
 
-/// The URL without its query: query strings carry tokens often enough that
-/// a notification, which leaves airlock, never repeats them.
-fn url_without_query(url: &str) -> &str {
-    url.split_once('?').map_or(url, |(u, _)| u)
+/// The URL without its query or user part: both carry credentials often
+/// enough that a notification, which leaves airlock, never repeats them.
+fn url_without_query(url: &str) -> String {
+    let url = url.split_once('?').map_or(url, |(u, _)| u);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
+
+/// The largest request body an `expired` notification repeats.
+const MAX_FOLLOW_UP_BODY: usize = 64 * 1024;
 
 /// What became of the hold, from the record that says so.
 fn outcome(event: &str, record: &Record) -> Value {
@@ -69,7 +81,8 @@ fn outcome(event: &str, record: &Record) -> Value {
 /// back to you": its body, parsed when it is JSON. Only on `expired`, the one
 /// event whose receiver may have to act for the request that was not sent.
 fn request_for_follow_up(hold: &Hold, body: Option<&[u8]>) -> Value {
-    let body = body.map_or(Value::Null, |b| {
+    let omitted = body.is_some_and(|b| b.len() > MAX_FOLLOW_UP_BODY);
+    let body = body.filter(|_| !omitted).map_or(Value::Null, |b| {
         serde_json::from_slice::<Value>(b).unwrap_or_else(|_| match std::str::from_utf8(b) {
             Ok(text) => Value::String(text.to_owned()),
             Err(_) => Value::Null,
@@ -81,6 +94,7 @@ fn request_for_follow_up(hold: &Hold, body: Option<&[u8]>) -> Value {
         "content_type": hold.content_type,
         "body_size": hold.body_size,
         "body": body,
+        "body_omitted": omitted,
     })
 }
 
@@ -271,6 +285,11 @@ mod tests {
             url_without_query("https://a.example/x"),
             "https://a.example/x"
         );
+        assert_eq!(
+            url_without_query("http://user:pw@a.example:8080/x?k=v"),
+            "http://a.example:8080/x"
+        );
+        assert_eq!(url_without_query("https://a.example"), "https://a.example");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 pub mod message;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,8 +41,13 @@ use crate::upstream::Upstream;
 const PER_SINK: usize = 4;
 /// The longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
-/// Audit records turned into deliveries per transaction.
+/// Audit records turned into deliveries per transaction, and deliveries
+/// started per pass.
 const BATCH: usize = 256;
+/// Due deliveries looked at per pass.
+const SCAN: usize = 8192;
+/// How long past an attempt's timeout its lease lasts.
+const LEASE_MARGIN_MS: u64 = 5000;
 /// How much of a receiver's answer is read (and then dropped).
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -212,12 +217,16 @@ impl Notifier {
             };
             let mut queued = Vec::new();
             for record in &records {
-                for d in self.deliveries_for(record)? {
-                    queued.push(
-                        serde_json::to_vec(&d).map_err(|e| {
-                            StoreError::Corrupt(format!("notification delivery: {e}"))
-                        })?,
-                    );
+                // One unreadable hold must not stop every later notification.
+                let deliveries = match self.deliveries_for(record) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(seq = record.seq, hold = %record.hold, error = %e, "cannot notify about this audit record; skipped");
+                        continue;
+                    }
+                };
+                for d in deliveries {
+                    queued.push(encode(&d)?);
                 }
             }
             self.store.enqueue(&queued, last)?;
@@ -322,49 +331,41 @@ impl Notifier {
     async fn deliver_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         // Owned by this loop, so attempts still running end with it at
         // shutdown (their leases bring them back after a restart).
-        let mut attempts: JoinSet<String> = JoinSet::new();
+        let mut attempts: JoinSet<(String, u64)> = JoinSet::new();
         let mut in_flight: BTreeMap<String, usize> = BTreeMap::new();
+        // Deliveries being attempted now: never leased twice at once.
+        let mut leased: HashSet<u64> = HashSet::new();
         loop {
             let now = jiff::Timestamp::now();
             let mut saturated = false;
-            match self.store.outbox_due(now, BATCH) {
+            let mut picked: BTreeMap<String, usize> = BTreeMap::new();
+            // Pick by the receiver's name alone (no parsing), skipping
+            // receivers already at their limit, so a hung receiver's backlog
+            // never hides another's deliveries.
+            let due = self.store.outbox_due(now, BATCH, SCAN, |key, value| {
+                let (Some(sink), Some(id)) = (sink_of(value), delivery_id(key)) else {
+                    return true;
+                };
+                let busy = in_flight.get(sink).copied().unwrap_or(0)
+                    + picked.get(sink).copied().unwrap_or(0);
+                if busy >= PER_SINK || leased.contains(&id) {
+                    saturated = true;
+                    return false;
+                }
+                *picked.entry(sink.to_owned()).or_default() += 1;
+                true
+            });
+            match due {
                 Ok(due) => {
                     for (key, bytes) in due {
-                        let mut d: Delivery = match serde_json::from_slice(&bytes) {
-                            Ok(d) => d,
-                            Err(e) => {
-                                tracing::error!(error = %e, "unreadable notification in the outbox; dropped");
-                                let _ = self.store.outbox_remove(&key);
-                                continue;
-                            }
-                        };
-                        let n = in_flight.entry(d.sink.clone()).or_default();
-                        if *n >= PER_SINK {
-                            saturated = true;
-                            continue;
-                        }
-                        d.attempts += 1;
-                        // The lease: should airlock stop mid-attempt, the
-                        // delivery is due again once the attempt would have
-                        // timed out.
-                        let lease = after(now, Duration::from_millis(d.timeout_ms + 1000));
-                        let key = match serde_json::to_vec(&d)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))
-                            .and_then(|b| self.store.outbox_reschedule(&key, lease, &b))
-                        {
-                            Ok(k) => k,
-                            Err(e) => {
-                                tracing::error!(error = %e, "notification outbox failed");
-                                continue;
-                            }
-                        };
-                        *n += 1;
-                        let this = self.clone();
-                        attempts.spawn(async move {
-                            let sink = d.sink.clone();
-                            this.attempt_and_settle(key, d).await;
-                            sink
-                        });
+                        self.start_attempt(
+                            now,
+                            key,
+                            &bytes,
+                            &mut attempts,
+                            &mut in_flight,
+                            &mut leased,
+                        );
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reading the notification outbox failed"),
@@ -383,10 +384,11 @@ impl Notifier {
             };
             tokio::select! {
                 Some(done) = attempts.join_next() => {
-                    if let Ok(sink) = done
-                        && let Some(n) = in_flight.get_mut(&sink)
-                    {
-                        *n = n.saturating_sub(1);
+                    if let Ok((sink, id)) = done {
+                        leased.remove(&id);
+                        if let Some(n) = in_flight.get_mut(&sink) {
+                            *n = n.saturating_sub(1);
+                        }
                     }
                 }
                 _ = self.wake.notified() => {}
@@ -396,14 +398,57 @@ impl Notifier {
         }
     }
 
+    /// Leases one due delivery and starts its attempt.
+    fn start_attempt(
+        self: &Arc<Self>,
+        now: jiff::Timestamp,
+        key: Vec<u8>,
+        bytes: &[u8],
+        attempts: &mut JoinSet<(String, u64)>,
+        in_flight: &mut BTreeMap<String, usize>,
+        leased: &mut HashSet<u64>,
+    ) {
+        let mut d = match decode(bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "unreadable notification in the outbox; dropped");
+                let _ = self.store.outbox_remove(&key);
+                return;
+            }
+        };
+        d.attempts += 1;
+        // The lease: should airlock stop mid-attempt, the delivery is due
+        // again once the attempt would have timed out.
+        let lease = after(
+            now,
+            Duration::from_millis(d.timeout_ms.saturating_add(LEASE_MARGIN_MS)),
+        );
+        let key = match encode(&d).and_then(|b| self.store.outbox_reschedule(&key, lease, &b)) {
+            Ok(Some(k)) => k,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "notification outbox failed");
+                return;
+            }
+        };
+        let id = delivery_id(&key).unwrap_or_default();
+        leased.insert(id);
+        *in_flight.entry(d.sink.clone()).or_default() += 1;
+        let this = self.clone();
+        attempts.spawn(async move {
+            let sink = d.sink.clone();
+            this.attempt_and_settle(key, d).await;
+            (sink, id)
+        });
+    }
+
     /// One attempt, then: forget it (sent, or failed for good) or put it
     /// back for its next try.
     async fn attempt_and_settle(&self, key: Vec<u8>, d: Delivery) {
-        let delivery_id = key
-            .get(8..16)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map_or(0, u64::from_be_bytes);
-        match self.attempt(&d, delivery_id).await {
+        match self
+            .attempt(&d, delivery_id(&key).unwrap_or_default())
+            .await
+        {
             Ok(()) => {
                 self.metrics.notify_attempt(&d.sink, true, false);
                 tracing::debug!(sink = %d.sink, event = %d.event, hold = %d.hold, attempt = d.attempts, "notification delivered");
@@ -432,9 +477,7 @@ impl Notifier {
                     "notification failed; will retry"
                 );
                 let due = after(jiff::Timestamp::now(), delay);
-                let result = serde_json::to_vec(&d)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-                    .and_then(|b| self.store.outbox_reschedule(&key, due, &b));
+                let result = encode(&d).and_then(|b| self.store.outbox_reschedule(&key, due, &b));
                 if let Err(e) = result {
                     tracing::error!(error = %e, "notification outbox failed");
                 }
@@ -499,6 +542,36 @@ impl Notifier {
     }
 }
 
+/// An outbox entry: the receiver's name (two bytes of length, then the
+/// name) ahead of the delivery's JSON, so the loop can schedule by receiver
+/// without parsing bodies.
+fn encode(d: &Delivery) -> Result<Vec<u8>, StoreError> {
+    let name = d.sink.as_bytes();
+    let len = u16::try_from(name.len())
+        .map_err(|_| StoreError::Corrupt("notification sink name too long".into()))?;
+    let mut out = Vec::with_capacity(2 + name.len() + d.body.len() + 256);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(name);
+    serde_json::to_writer(&mut out, d)
+        .map_err(|e| StoreError::Corrupt(format!("notification delivery: {e}")))?;
+    Ok(out)
+}
+
+fn sink_of(value: &[u8]) -> Option<&str> {
+    let len = usize::from(u16::from_be_bytes(value.get(..2)?.try_into().ok()?));
+    std::str::from_utf8(value.get(2..2 + len)?).ok()
+}
+
+fn decode(value: &[u8]) -> Result<Delivery, String> {
+    let len = sink_of(value).ok_or("no receiver name")?.len();
+    serde_json::from_slice(&value[2 + len..]).map_err(|e| e.to_string())
+}
+
+/// The id part of an outbox key: the same across every retry.
+fn delivery_id(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(8..16)?.try_into().ok()?))
+}
+
 /// The delay before attempt `attempts + 1`: `base`, doubled per failure.
 fn backoff(base: Duration, attempts: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
@@ -528,6 +601,29 @@ mod tests {
         assert_eq!(backoff(base, 5), Duration::from_secs(32));
         assert_eq!(backoff(base, 12), MAX_BACKOFF);
         assert_eq!(backoff(base, u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn outbox_entries_name_their_receiver_ahead_of_the_delivery() {
+        let d = Delivery {
+            sink: "reviewer:alice".into(),
+            url: "https://hooks.example/x".into(),
+            body: "{}".into(),
+            signature: None,
+            event: "held".into(),
+            hold: "h".into(),
+            sequence: 7,
+            attempts: 2,
+            max_attempts: 12,
+            backoff_ms: 2000,
+            timeout_ms: 10_000,
+        };
+        let bytes = encode(&d).unwrap();
+        assert_eq!(sink_of(&bytes), Some("reviewer:alice"));
+        let back = decode(&bytes).unwrap();
+        assert_eq!((back.sink, back.sequence, back.attempts), (d.sink, 7, 2));
+        assert_eq!(sink_of(b"\x00"), None);
+        assert!(decode(b"\x00\x09short").is_err());
     }
 
     #[test]

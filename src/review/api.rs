@@ -407,7 +407,12 @@ async fn stats(
         .checked_sub(period)
         .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
     let rules = state.reloader.rules().load_full();
-    let report = crate::report::Report::build(&state.store, &rules, since)?;
+    let store = state.store.clone();
+    // A long period reads many holds: keep that off the proxy's workers.
+    let report =
+        tokio::task::spawn_blocking(move || crate::report::Report::build(&store, &rules, since))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(axum::Json(report).into_response())
 }
 

@@ -116,7 +116,8 @@ pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
             rule.reviewers.is_empty()
                 || rule.reviewers.contains(&caller.name)
                 // Once escalated the backup stands in: told and able to act.
-                || (hold.escalated_at.is_some() && rule.backup.contains(&caller.name))
+                // (those the hold named, who were the ones told).
+                || (hold.escalated_at.is_some() && hold.backup.contains(&caller.name))
         }
         None => false,
     }

@@ -289,6 +289,7 @@ async function loadQueue() {
   if (r.status !== 200) return;
   const frag = document.createDocumentFragment();
   for (const h of r.data.holds) {
+    if (cards.has(h.id)) continue; // already arrived over the event stream
     const node = card(h);
     cards.set(h.id, { hold: h, el: node });
     frag.append(node);
@@ -314,6 +315,13 @@ async function openLinked() {
   const r = await api('GET', `/api/holds/${id}`);
   if (r.status !== 200) { notice('The linked hold does not exist.'); return; }
   const h = r.data;
+  if (h.state === 'pending') {
+    // Beyond the first 1000 the queue loaded: bring it in.
+    if (!cards.has(h.id)) insert(h);
+    select(h.id);
+    cards.get(h.id).el.scrollIntoView({ block: 'center' });
+    return;
+  }
   const by = h.decided_by ? ` by ${h.decided_by}` : '';
   notice(`“${h.summary}” is already ${h.state}${by}: nothing to decide.`);
 }
@@ -405,13 +413,15 @@ async function start() {
   $('#logout').addEventListener('click', async () => { await api('POST', '/logout'); location.assign('/'); });
   document.querySelectorAll('.tab').forEach((t) => t.addEventListener('click', () => show(t.dataset.view)));
   document.addEventListener('keydown', keys);
+  // Follow first, so a hold made while the queue loads is not missed.
+  follow();
+  window.addEventListener('hashchange', openLinked);
   const t0 = performance.now();
   await loadQueue();
   // Read by the page benchmark: fetching and drawing the queue, and the
   // whole load from navigation.
   document.body.dataset.queueMs = String(Math.round(performance.now() - t0));
   document.body.dataset.loadMs = String(Math.round(performance.now()));
-  follow();
   setInterval(() => {
     document.querySelectorAll('.countdown').forEach((n) => {
       n.textContent = left(n.dataset.expires);
