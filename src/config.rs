@@ -61,6 +61,9 @@ pub struct ProxyConfig {
     pub header_timeout: Duration,
     /// How long an upstream may take to answer with a response head.
     pub response_timeout: Duration,
+    /// Proxy worker threads, each serving its own connections start to end;
+    /// 0 means one per CPU.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +267,7 @@ struct RawProxy {
     connect_timeout: S<String>,
     shutdown_grace: S<String>,
     max_connections: S<u16>,
+    workers: S<u16>,
     header_timeout: S<String>,
     response_timeout: S<String>,
 }
@@ -598,6 +602,9 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             Duration::from_secs(60),
             |s: String| parse_duration(&s),
         ),
+        workers: b.scalar("proxy", "workers", p.workers, 0, |n: u16| {
+            Ok(usize::from(n))
+        }),
     };
     let r = raw.review;
     let review_listen = b.scalar(

@@ -1,6 +1,7 @@
 //! Start-up and the accept loop: load rules and the CA, bind the proxy
-//! listener, serve each agent connection on its own task under a connection
-//! limit, and stop on a signal.
+//! listener, hand each agent connection (under a connection limit) to one of
+//! the proxy workers, each a thread with its own runtime that serves it start
+//! to end, and stop on a signal.
 //!
 //! Nothing here interprets requests; a failure to start is returned with the
 //! exit code it deserves (2 for bad configuration, 1 for the environment).
@@ -95,6 +96,9 @@ pub struct Running {
     grace: Duration,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Tells the proxy workers their connections may be dropped now.
+    finish: watch::Sender<bool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -110,6 +114,15 @@ impl Running {
                 "shutdown grace period over; closing the connections still open"
             ),
         }
+        let _ = self.finish.send(true);
+        let workers = self.workers;
+        // Each worker drops its runtime, and with it what is still open.
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         for task in self.tasks {
             // A connection that will not close must not keep airlock up.
             let abort = task.abort_handle();
@@ -158,32 +171,41 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         RELEASE_TIMEOUT,
     ));
     let (shutdown, stop) = watch::channel(false);
+    let (finish, finished) = watch::channel(false);
     let connections = Arc::new(Semaphore::new(config.proxy.max_connections));
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let proxy = Arc::new(Proxy {
-        rules: rules.clone(),
-        upstream,
-        leaves: LeafCache::new(ca.clone(), LEAF_CACHE_HOSTS)?,
-        max_body: config.proxy.max_body,
-        holding: Holding {
-            store: store.clone(),
-            business_hours: config.business_hours.clone(),
-            default_window: config.defaults.window,
-            held_status: config.defaults.held_status,
-            public_url: std::sync::OnceLock::new(),
-            stop: stop.clone(),
-        },
+    let leaves = Arc::new(LeafCache::new(ca.clone(), LEAF_CACHE_HOSTS)?);
+    let holding = Arc::new(Holding {
+        store: store.clone(),
+        business_hours: config.business_hours.clone(),
+        default_window: config.defaults.window,
+        held_status: config.defaults.held_status,
+        public_url: std::sync::OnceLock::new(),
         stop: stop.clone(),
-        connections: connections.clone(),
-        metrics: metrics.clone(),
-        header_timeout: config.proxy.header_timeout,
     });
-    let upstream_for_notify = proxy.upstream.clone();
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
+    let n_workers = worker_count(config);
+    let mut proxies = Vec::with_capacity(n_workers);
+    for _ in 0..n_workers {
+        // Each worker has its own upstream pool: a connection it opens is
+        // used by the thread that serves it, never handed across threads.
+        proxies.push(Arc::new(Proxy {
+            rules: rules.clone(),
+            upstream: Upstream::new(&config.proxy)?,
+            leaves: leaves.clone(),
+            max_body: config.proxy.max_body,
+            holding: holding.clone(),
+            stop: stop.clone(),
+            connections: connections.clone(),
+            metrics: metrics.clone(),
+            header_timeout: config.proxy.header_timeout,
+        }));
+    }
+    let upstream_for_notify = upstream.clone();
     let (review_listener, review_addr) = bind(config.review.listen).await?;
     let url = public_url(config, review_addr);
     let reviewers = reviewers(config, &store, &url).await?;
-    let _ = proxy.holding.public_url.set(url.clone());
+    let _ = holding.public_url.set(url.clone());
     // Before serving: mid-send holds become interrupted, overdue ones expire,
     // approved-but-unclaimed ones are sent now.
     for id in store.recover().await? {
@@ -201,8 +223,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         secure_cookies: url.starts_with("https://"),
         metrics: metrics.clone(),
         leaf_stats: {
-            let proxy = proxy.clone();
-            crate::review::LeafStats(Arc::new(move || proxy.leaves.stats()))
+            let leaves = leaves.clone();
+            crate::review::LeafStats(Arc::new(move || leaves.stats()))
         },
     }));
     let notifier = crate::notify::Notifier::new(
@@ -214,12 +236,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     );
     let mut review_stop = stop.clone();
     let mut tasks = vec![
-        tokio::spawn(accept_loop(
-            listener,
-            proxy,
-            connections.clone(),
-            stop.clone(),
-        )),
         tokio::spawn(crate::holds::expiry::run(store.clone(), stop.clone())),
         tokio::spawn(reloader.clone().watch(stop.clone())),
         tokio::spawn(observe(store.clone(), metrics, stop.clone())),
@@ -235,6 +251,27 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         }),
     ];
     tasks.extend(notifier.spawn(&stop));
+    let mut workers = Vec::with_capacity(proxies.len());
+    let mut queues = Vec::with_capacity(proxies.len());
+    for (i, proxy) in proxies.into_iter().enumerate() {
+        let (queue, incoming) = tokio::sync::mpsc::unbounded_channel();
+        let finished = finished.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("airlock-proxy-{i}"))
+            .spawn(move || serve_worker(incoming, proxy, finished))
+            .map_err(|source| StartError::Bind {
+                addr: proxy_addr,
+                source,
+            })?;
+        workers.push(worker);
+        queues.push(queue);
+    }
+    tasks.push(tokio::spawn(accept_loop(
+        listener,
+        queues,
+        connections.clone(),
+        stop.clone(),
+    )));
     Ok(Running {
         proxy_addr,
         review_addr,
@@ -247,6 +284,8 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         grace: config.proxy.shutdown_grace,
         shutdown,
         tasks,
+        finish,
+        workers,
     })
 }
 
@@ -347,12 +386,68 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// How many proxy workers: as configured, or one per CPU.
+fn worker_count(config: &Config) -> usize {
+    match config.proxy.workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    }
+}
+
+/// A proxy worker: its own single-threaded runtime, so a connection, the
+/// upstream connections it opens and every task it spawns stay on one
+/// thread, with no hand-offs between threads on the data path. It serves the
+/// connections the accept loop hands it until the loop stops, then keeps
+/// serving what is open until told to finish.
+fn serve_worker(
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    proxy: Arc<Proxy>,
+    mut finished: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "a proxy worker could not start its runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        while let Some((stream, peer, permit)) = incoming.recv().await {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "could not take over an agent connection");
+                    continue;
+                }
+            };
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                proxy.serve(stream, peer).await;
+                drop(permit);
+            });
+        }
+        // The accept loop has stopped; serve what is open until told to finish.
+        let _ = finished.wait_for(|f| *f).await;
+    });
+}
+
+/// An accepted agent connection on its way to a worker, with its slot.
+type Accepted = (
+    std::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
 async fn accept_loop(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>,
     limit: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut next = 0;
     loop {
         // Take a slot before accepting, so a full house leaves new
         // connections in the backlog instead of accepting and stalling them.
@@ -369,11 +464,23 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let proxy = proxy.clone();
-                tokio::spawn(async move {
-                    proxy.serve(stream, peer).await;
-                    drop(permit);
-                });
+                // Round robin: each connection then lives on one worker
+                // thread, start to end.
+                let Some(worker) = workers.get(next % workers.len().max(1)) else {
+                    return;
+                };
+                next = next.wrapping_add(1);
+                match stream.into_std() {
+                    Ok(stream) => {
+                        if worker.send((stream, peer, permit)).is_err() {
+                            tracing::error!("a proxy worker has stopped; no longer accepting");
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "could not hand over an agent connection")
+                    }
+                }
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.

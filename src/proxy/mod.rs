@@ -28,19 +28,20 @@ use crate::error::ProxyError;
 use crate::tls::LeafCache;
 use crate::upstream::{Body, Upstream};
 
-/// Everything a connection needs, shared by all of them.
+/// Everything a connection needs, shared by all of one worker's connections
+/// (each worker has its own upstream pool; the rest is shared by all).
 #[derive(Debug)]
 pub struct Proxy {
     /// The classification every request is matched against; swapped whole
     /// when the rules are reloaded.
     pub rules: crate::reload::SharedRules,
     pub upstream: Upstream,
-    /// Minted certificates for intercepted hosts.
-    pub leaves: LeafCache,
+    /// Minted certificates for intercepted hosts, shared by all workers.
+    pub leaves: Arc<LeafCache>,
     /// The most airlock buffers of a body a rule must inspect or hold.
     pub max_body: u64,
     /// Where reviewed requests go.
-    pub holding: held::Holding,
+    pub holding: Arc<held::Holding>,
     /// Becomes true at shutdown: connections finish what is in flight and
     /// close instead of waiting for more.
     pub stop: tokio::sync::watch::Receiver<bool>,
