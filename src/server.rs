@@ -1,7 +1,7 @@
 //! Start-up and the accept loop: load rules and the CA, bind the proxy
-//! listener, hand each agent connection (under a connection limit) to one of
-//! the proxy workers, each a thread with its own runtime that serves it start
-//! to end, and stop on a signal.
+//! listener, accept agent connections (under a connection limit) on each of
+//! the proxy workers, threads with their own runtime that serve a connection
+//! start to end, and stop on a signal.
 //!
 //! Nothing here interprets requests; a failure to start is returned with the
 //! exit code it deserves (2 for bad configuration, 1 for the environment).
@@ -184,6 +184,10 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         stop: stop.clone(),
     });
     let (listener, proxy_addr) = bind(config.proxy.listen).await?;
+    let listener = listener.into_std().map_err(|source| StartError::Bind {
+        addr: proxy_addr,
+        source,
+    })?;
     let n_workers = worker_count(config);
     let mut proxies = Vec::with_capacity(n_workers);
     for _ in 0..n_workers {
@@ -252,26 +256,21 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     ];
     tasks.extend(notifier.spawn(&stop));
     let mut workers = Vec::with_capacity(proxies.len());
-    let mut queues = Vec::with_capacity(proxies.len());
     for (i, proxy) in proxies.into_iter().enumerate() {
-        let (queue, incoming) = tokio::sync::mpsc::unbounded_channel();
-        let finished = finished.clone();
+        let bind_err = |source| StartError::Bind {
+            addr: proxy_addr,
+            source,
+        };
+        // Every worker accepts on the same listening socket: whichever is
+        // free takes the next connection.
+        let listener = listener.try_clone().map_err(bind_err)?;
+        let (limit, stop, finished) = (connections.clone(), stop.clone(), finished.clone());
         let worker = std::thread::Builder::new()
             .name(format!("airlock-proxy-{i}"))
-            .spawn(move || serve_worker(incoming, proxy, finished))
-            .map_err(|source| StartError::Bind {
-                addr: proxy_addr,
-                source,
-            })?;
+            .spawn(move || serve_worker(listener, proxy, limit, stop, finished))
+            .map_err(bind_err)?;
         workers.push(worker);
-        queues.push(queue);
     }
-    tasks.push(tokio::spawn(accept_loop(
-        listener,
-        queues,
-        connections.clone(),
-        stop.clone(),
-    )));
     Ok(Running {
         proxy_addr,
         review_addr,
@@ -396,12 +395,14 @@ fn worker_count(config: &Config) -> usize {
 
 /// A proxy worker: its own single-threaded runtime, so a connection, the
 /// upstream connections it opens and every task it spawns stay on one
-/// thread, with no hand-offs between threads on the data path. It serves the
-/// connections the accept loop hands it until the loop stops, then keeps
-/// serving what is open until told to finish.
+/// thread, with no hand-offs between threads on the data path. It accepts
+/// until shutdown begins, then keeps serving what is open until told to
+/// finish.
 fn serve_worker(
-    mut incoming: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    listener: std::net::TcpListener,
     proxy: Arc<Proxy>,
+    limit: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
     mut finished: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -415,39 +416,21 @@ fn serve_worker(
         }
     };
     runtime.block_on(async move {
-        while let Some((stream, peer, permit)) = incoming.recv().await {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "could not take over an agent connection");
-                    continue;
-                }
-            };
-            let proxy = proxy.clone();
-            tokio::spawn(async move {
-                proxy.serve(stream, peer).await;
-                drop(permit);
-            });
+        match TcpListener::from_std(listener) {
+            Ok(listener) => accept_loop(listener, proxy, limit, stop).await,
+            Err(e) => tracing::error!(error = %e, "a proxy worker could not listen"),
         }
-        // The accept loop has stopped; serve what is open until told to finish.
+        // Accepting has stopped; serve what is open until told to finish.
         let _ = finished.wait_for(|f| *f).await;
     });
 }
 
-/// An accepted agent connection on its way to a worker, with its slot.
-type Accepted = (
-    std::net::TcpStream,
-    SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-);
-
 async fn accept_loop(
     listener: TcpListener,
-    workers: Vec<tokio::sync::mpsc::UnboundedSender<Accepted>>,
+    proxy: Arc<Proxy>,
     limit: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut next = 0;
     loop {
         // Take a slot before accepting, so a full house leaves new
         // connections in the backlog instead of accepting and stalling them.
@@ -464,23 +447,11 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
-                // Round robin: each connection then lives on one worker
-                // thread, start to end.
-                let Some(worker) = workers.get(next % workers.len().max(1)) else {
-                    return;
-                };
-                next = next.wrapping_add(1);
-                match stream.into_std() {
-                    Ok(stream) => {
-                        if worker.send((stream, peer, permit)).is_err() {
-                            tracing::error!("a proxy worker has stopped; no longer accepting");
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "could not hand over an agent connection")
-                    }
-                }
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    proxy.serve(stream, peer).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
