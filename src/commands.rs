@@ -29,7 +29,10 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, u8> {
 
 /// `airlock run`.
 pub fn run(config: Config) -> u8 {
+    // Agent traffic runs on the proxy workers' own threads; this runtime
+    // serves reviewers and the background tasks, which two threads carry.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {

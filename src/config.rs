@@ -1198,6 +1198,21 @@ mod tests {
     }
 
     #[test]
+    fn proxy_workers_default_to_one_per_cpu_and_can_be_set() {
+        let config = Config::parse("airlock.toml", "", &Env::default()).unwrap();
+        assert_eq!(config.proxy.workers, 0);
+        let config =
+            Config::parse("airlock.toml", "[proxy]\nworkers = 3\n", &Env::default()).unwrap();
+        assert_eq!(config.proxy.workers, 3);
+        let env = Env::from_pairs([("AIRLOCK_PROXY_WORKERS", "1")]);
+        let config = Config::parse("airlock.toml", "[proxy]\nworkers = 3\n", &env).unwrap();
+        assert_eq!(config.proxy.workers, 1);
+        let errors =
+            Config::parse("airlock.toml", "[proxy]\nworkers = -1\n", &Env::default()).unwrap_err();
+        assert!(errors.to_string().contains("airlock.toml:2:11"), "{errors}");
+    }
+
+    #[test]
     fn notify_sinks_have_distinct_names_and_sound_retry_settings() {
         let text = "[[notify]]\nurl = \"https://a.example/x\"\nname = \"ops\"\nbackoff = \"250ms\"\nmax_attempts = 3\n\
                     [[notify]]\nurl = \"https://b.example/x\"\n";

@@ -446,3 +446,39 @@ async fn an_upstream_that_never_answers_gets_504() {
     assert_eq!(body["airlock"], "bad_gateway");
     a.stop().await;
 }
+
+#[tokio::test]
+async fn every_worker_serves_tunnels_interception_and_plain_http() {
+    // Three workers on one listening socket: many connections at once all
+    // get served, whichever worker takes them.
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let plain = upstream(None).await;
+    let a = airlock(&pki, RULES, "workers = 3").await;
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let (host, roots, port) = match i % 3 {
+            0 => ("tunnel.test", pki.ca_pem.clone(), up.port()),
+            1 => ("intercept.test", a.ca_pem(), up.port()),
+            _ => ("plain.test", String::new(), plain.port()),
+        };
+        let scheme = if i % 3 == 2 { "http" } else { "https" };
+        // A client per call: a connection per call.
+        let c = client(&a.proxy_url(), &[&roots]);
+        calls.push(tokio::spawn(async move {
+            let res = c
+                .get(format!("{scheme}://{host}:{port}/w{i}"))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }));
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "call {i}");
+        assert_eq!(body, format!("hello from upstream /w{i}"));
+    }
+    assert_eq!(up.count() + plain.count(), 24);
+    a.stop().await;
+}
