@@ -130,6 +130,21 @@ pub fn rules_check(config: &Config) -> u8 {
                         rule.name, rule.location
                     );
                 }
+                // A rule's own window is checked when it loads; the default
+                // window only here, where the configuration is known.
+                if let (None, Some(after), crate::window::Window::Fixed(window)) =
+                    (rule.window, rule.escalate_after, config.defaults.window)
+                    && rule.action == crate::rules::Action::Review
+                    && after >= window
+                {
+                    println!(
+                        "never escalates: {} ({}) has escalate_after {} but the default window is {}; holds expire first",
+                        rule.name,
+                        rule.location,
+                        crate::window::format_duration(after),
+                        crate::window::format_duration(window)
+                    );
+                }
             }
             OK
         }

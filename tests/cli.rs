@@ -70,13 +70,20 @@ fn rules_check_names_reviewed_rules_without_an_owner() {
     std::fs::create_dir(dir.path().join("rules")).unwrap();
     std::fs::write(
         dir.path().join("rules/10.toml"),
-        "[[rule]]\nname = \"owned\"\naction = \"review\"\nreviewers = [\"alice\"]\n\n[[rule]]\nname = \"orphan\"\naction = \"review\"\n",
+        "[[rule]]\nname = \"owned\"\naction = \"review\"\nreviewers = [\"alice\"]\nescalate_after = \"5h\"\n\n[[rule]]\nname = \"orphan\"\naction = \"review\"\nescalate_after = \"1h\"\n",
     )
     .unwrap();
     let (code, out, err) = output(airlock(dir.path()).args(["rules", "check"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no named owner: orphan"), "{out}");
     assert!(!out.contains("no named owner: owned"), "{out}");
+    // The default window is 4h: 5h never comes, 1h does.
+    assert!(
+        out.contains("never escalates: owned")
+            && out.contains("escalate_after 5h but the default window is 4h"),
+        "{out}"
+    );
+    assert!(!out.contains("never escalates: orphan"), "{out}");
 }
 
 #[test]
