@@ -177,6 +177,29 @@ impl Report {
                 csv_field(&kinds.join(";")),
             );
         }
+        // Rules a finding names that made no holds in the period (an
+        // unowned queue, say) still get their row.
+        let mut extra: Vec<(&str, Vec<&str>)> = Vec::new();
+        for f in &self.findings {
+            let Some(rule) = f.rule.as_deref() else {
+                continue;
+            };
+            if self.figures.rules.iter().any(|r| r.rule == rule) {
+                continue;
+            }
+            match extra.iter_mut().find(|(r, _)| *r == rule) {
+                Some((_, kinds)) => kinds.push(&f.kind),
+                None => extra.push((rule, vec![&f.kind])),
+            }
+        }
+        for (rule, kinds) in extra {
+            let _ = writeln!(
+                out,
+                "{},0,0,0,0,0,0,0,0,,,,0,{}",
+                csv_field(rule),
+                csv_field(&kinds.join(";"))
+            );
+        }
         out
     }
 }

@@ -383,6 +383,12 @@ async fn a_month_of_decisions_yields_each_finding_with_its_numbers() {
         deal_row.starts_with("deal-stage,20,0,12,2,6,") && deal_row.ends_with(",expiring"),
         "{deal_row}"
     );
+    // The unowned rule made no holds, yet its finding has a row.
+    assert!(
+        csv.lines()
+            .any(|l| l == "crm-notes,0,0,0,0,0,0,0,0,,,,0,no_named_owner"),
+        "{csv}"
+    );
 
     // The same report from a running airlock, through /api/stats.
     let bin = Binary::start(dir.path());
