@@ -1,8 +1,8 @@
 //! airlock: a sidecar forward proxy that puts a human before an AI agent's
 //! irreversible actions.
 //!
-//! Data flows one way: [`server`] accepts agent connections and hands them to
-//! [`proxy`], which classifies each request with [`rules`] and then tunnels,
+//! Data flows one way: [`server`] starts the proxy workers, each of which
+//! accepts agent connections and serves them with [`proxy`], which classifies each request with [`rules`] and then tunnels,
 //! forwards (through [`upstream`]), refuses, or holds it in [`holds`] for a
 //! reviewer to decide through [`review`]. [`tls`] mints the
 //! certificates interception needs; [`config`] reads `airlock.toml`;

@@ -27,6 +27,8 @@ use crate::upstream::Upstream;
 
 /// How many hosts' leaf certificates stay minted.
 const LEAF_CACHE_HOSTS: usize = 1024;
+/// How long a stopping worker waits for its blocking jobs (DNS lookups).
+const WORKER_EXIT: Duration = Duration::from_secs(1);
 /// How long an upstream may take to answer a released hold.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for each listener's connections to finish.
@@ -117,12 +119,17 @@ impl Running {
         let _ = self.finish.send(true);
         let workers = self.workers;
         // Each worker drops its runtime, and with it what is still open.
-        let _ = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();
             }
-        })
-        .await;
+        });
+        if tokio::time::timeout(WORKER_EXIT + SHUTDOWN_GRACE, joined)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a proxy worker did not stop in time");
+        }
         for task in self.tasks {
             // A connection that will not close must not keep airlock up.
             let abort = task.abort_handle();
@@ -200,7 +207,6 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             max_body: config.proxy.max_body,
             holding: holding.clone(),
             stop: stop.clone(),
-            connections: connections.clone(),
             metrics: metrics.clone(),
             header_timeout: config.proxy.header_timeout,
         }));
@@ -263,11 +269,19 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         };
         // Every worker accepts on the same listening socket: whichever is
         // free takes the next connection.
-        let listener = listener.try_clone().map_err(bind_err)?;
+        // Built here, so a worker that cannot start stops start-up.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(bind_err)?;
+        let listener = {
+            let _in = runtime.enter();
+            TcpListener::from_std(listener.try_clone().map_err(bind_err)?).map_err(bind_err)?
+        };
         let (limit, stop, finished) = (connections.clone(), stop.clone(), finished.clone());
         let worker = std::thread::Builder::new()
             .name(format!("airlock-proxy-{i}"))
-            .spawn(move || serve_worker(listener, proxy, limit, stop, finished))
+            .spawn(move || serve_worker(runtime, listener, proxy, limit, stop, finished))
             .map_err(bind_err)?;
         workers.push(worker);
     }
@@ -399,30 +413,20 @@ fn worker_count(config: &Config) -> usize {
 /// until shutdown begins, then keeps serving what is open until told to
 /// finish.
 fn serve_worker(
-    listener: std::net::TcpListener,
+    runtime: tokio::runtime::Runtime,
+    listener: TcpListener,
     proxy: Arc<Proxy>,
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     mut finished: watch::Receiver<bool>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "a proxy worker could not start its runtime");
-            return;
-        }
-    };
     runtime.block_on(async move {
-        match TcpListener::from_std(listener) {
-            Ok(listener) => accept_loop(listener, proxy, limit, stop).await,
-            Err(e) => tracing::error!(error = %e, "a proxy worker could not listen"),
-        }
+        accept_loop(listener, proxy, limit, stop).await;
         // Accepting has stopped; serve what is open until told to finish.
         let _ = finished.wait_for(|f| *f).await;
     });
+    // A DNS lookup stuck on a dead resolver must not hold up the exit.
+    runtime.shutdown_timeout(WORKER_EXIT);
 }
 
 async fn accept_loop(
@@ -448,10 +452,8 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let proxy = proxy.clone();
-                tokio::spawn(async move {
-                    proxy.serve(stream, peer).await;
-                    drop(permit);
-                });
+                // The slot lives as long as any part of the connection.
+                tokio::spawn(proxy.serve(stream, peer, Arc::new(permit)));
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.

@@ -158,6 +158,8 @@ impl Upstream {
             .wrap_connector(http());
         let mut builder = Client::builder(TokioExecutor::new());
         builder
+            // Without a timer the pool never sweeps idle connections.
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .http2_adaptive_window(true);
         Ok(Upstream {

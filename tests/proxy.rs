@@ -482,3 +482,41 @@ async fn every_worker_serves_tunnels_interception_and_plain_http() {
     assert_eq!(up.count() + plain.count(), 24);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn open_tunnels_count_against_max_connections_until_they_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock(&pki, RULES, "max_connections = 2\nworkers = 2").await;
+    let connect = format!(
+        "CONNECT tunnel.test:{0} HTTP/1.1\r\nHost: tunnel.test:{0}\r\n\r\n",
+        up.port()
+    );
+    let (first, head) = raw_head(a.addr, connect.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (_second, head) = raw_head(a.addr, connect.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Both places are taken by open tunnels: a third agent waits.
+    let mut third = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    third.write_all(connect.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf))
+            .await
+            .is_err(),
+        "a third connection was served while two tunnels were open"
+    );
+    // One tunnel closes: the third is served.
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(10), third.read(&mut buf))
+        .await
+        .expect("the third connection is served once a tunnel closes")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    a.stop().await;
+}

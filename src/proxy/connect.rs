@@ -21,6 +21,7 @@ pub async fn handle(
     proxy: Arc<Proxy>,
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    slot: super::Slot,
 ) -> Response<Body> {
     let Some(authority) = req.uri().authority().cloned() else {
         return respond::error(&ProxyError::BadRequest("CONNECT needs host:port".into()));
@@ -55,25 +56,22 @@ pub async fn handle(
             };
             tracing::debug!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "tunnel opened");
             let on_upgrade = hyper::upgrade::on(&mut req);
-            let permit = proxy.connections.clone().try_acquire_owned().ok();
             let metrics = proxy.metrics.clone();
             tokio::spawn(async move {
                 let _open = crate::metrics::Active::new(&metrics.tunnels_active);
                 let (up, down) = tunnel::run(on_upgrade, upstream, target.host()).await;
                 tracing::debug!(%peer, host = target.host(), up, down, "tunnel closed");
-                drop(permit);
+                drop(slot);
             });
             respond::connected()
         }
         ConnectDecision::Intercept => {
             proxy.metrics.connect[2].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let on_upgrade = hyper::upgrade::on(&mut req);
-            let permit = proxy.connections.clone().try_acquire_owned().ok();
             tokio::spawn(async move {
                 let metrics = proxy.metrics.clone();
                 let _open = crate::metrics::Active::new(&metrics.intercepted_active);
-                intercept::run(proxy, on_upgrade, Arc::new(target), peer).await;
-                drop(permit);
+                intercept::run(proxy, on_upgrade, Arc::new(target), peer, slot).await;
             });
             respond::connected()
         }

@@ -38,6 +38,7 @@ pub async fn handle(
     req: Request<Incoming>,
     target: &Target,
     peer: SocketAddr,
+    slot: &super::Slot,
 ) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
@@ -46,7 +47,7 @@ pub async fn handle(
     // One rule set for the whole request, even if a reload lands meanwhile.
     let rules = proxy.rules.load_full();
     let mut verdict = Verdict::default();
-    let res = match classify_and_send(proxy, &rules, req, target, peer, &mut verdict).await {
+    let res = match classify_and_send(proxy, &rules, req, target, peer, slot, &mut verdict).await {
         Ok(res) => res,
         Err(e) => {
             if let ProxyError::Upstream(u) = &e {
@@ -83,6 +84,7 @@ async fn classify_and_send<'r>(
     mut req: Request<Incoming>,
     target: &Target,
     peer: SocketAddr,
+    slot: &super::Slot,
     verdict: &mut Verdict<'r>,
 ) -> Result<Response<Body>, ProxyError> {
     let upgrade = is_upgrade(req.headers());
@@ -142,7 +144,11 @@ async fn classify_and_send<'r>(
         && let Some(client_upgrade) = client_upgrade
     {
         let upstream_upgrade = hyper::upgrade::on(&mut res);
-        tokio::spawn(splice_upgrade(client_upgrade, upstream_upgrade));
+        tokio::spawn(splice_upgrade(
+            client_upgrade,
+            upstream_upgrade,
+            slot.clone(),
+        ));
         strip_hop_by_hop(res.headers_mut(), true);
         return Ok(res.map(Either::Left));
     }
@@ -239,7 +245,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// After both sides agreed to switch protocols, copy bytes between them.
-async fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+async fn splice_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _slot: super::Slot,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {

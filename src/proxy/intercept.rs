@@ -19,7 +19,13 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use super::{Proxy, Target, forward};
 
-pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, peer: SocketAddr) {
+pub async fn run(
+    proxy: Arc<Proxy>,
+    on_upgrade: OnUpgrade,
+    target: Arc<Target>,
+    peer: SocketAddr,
+    slot: super::Slot,
+) {
     let host = target.host().to_owned();
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
@@ -65,10 +71,11 @@ pub async fn run(proxy: Arc<Proxy>, on_upgrade: OnUpgrade, target: Arc<Target>, 
     let proxy_stop = proxy.stop.clone();
     let header_timeout = proxy.header_timeout;
     let svc = service_fn(move |req| {
-        let proxy = proxy.clone();
-        let target = target.clone();
+        let (proxy, target, slot) = (proxy.clone(), target.clone(), slot.clone());
         async move {
-            Ok::<_, std::convert::Infallible>(forward::handle(&proxy, req, &target, peer).await)
+            Ok::<_, std::convert::Infallible>(
+                forward::handle(&proxy, req, &target, peer, &slot).await,
+            )
         }
     });
     let io = TokioIo::new(tls);

@@ -45,13 +45,16 @@ pub struct Proxy {
     /// Becomes true at shutdown: connections finish what is in flight and
     /// close instead of waiting for more.
     pub stop: tokio::sync::watch::Receiver<bool>,
-    /// One permit per connection being served, tunnels and intercepted
-    /// connections included: shutdown waits for them all (within its grace).
-    pub connections: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How long an agent may take to send a request head.
     pub header_timeout: std::time::Duration,
 }
+
+/// An agent connection's place under `[proxy] max_connections`: held by
+/// whatever serves the connection, for as long as any part of it is open
+/// (a tunnel, an intercepted session, an upgraded WebSocket), so the limit
+/// and the shutdown grace count every connection until it really ends.
+pub type Slot = Arc<tokio::sync::OwnedSemaphorePermit>;
 
 /// Where a request goes: scheme and authority (host, port) upstream.
 #[derive(Debug, Clone)]
@@ -80,13 +83,13 @@ pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 
 impl Proxy {
     /// Serves one agent connection until it closes.
-    pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    pub async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
         let _ = stream.set_nodelay(true);
         let mut stop = self.stop.clone();
         let header_timeout = self.header_timeout;
         let svc = service_fn(move |req| {
-            let proxy = self.clone();
-            async move { Ok::<_, Infallible>(proxy.route(req, peer).await) }
+            let (proxy, slot) = (self.clone(), slot.clone());
+            async move { Ok::<_, Infallible>(proxy.route(req, peer, slot).await) }
         });
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
@@ -106,9 +109,14 @@ impl Proxy {
         }
     }
 
-    async fn route(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        slot: Slot,
+    ) -> Response<Body> {
         if req.method() == Method::CONNECT {
-            return connect::handle(self, req, peer).await;
+            return connect::handle(self, req, peer, slot).await;
         }
         let uri = req.uri();
         match (uri.scheme(), uri.authority()) {
@@ -118,7 +126,7 @@ impl Proxy {
                     authority: authority.clone(),
                     proxy_user: None,
                 };
-                forward::handle(&self, req, &target, peer).await
+                forward::handle(&self, req, &target, peer, &slot).await
             }
             (Some(_), Some(_)) => respond::error(&ProxyError::BadRequest(
                 "only http:// URLs are forwarded as is; use CONNECT for https://".into(),
