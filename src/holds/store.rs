@@ -687,83 +687,67 @@ impl Store {
     /// Marks every pending hold whose `escalate_at` has come as escalated,
     /// with its audit record; notifications follow from that record.
     pub async fn escalate_due(&self) -> Result<Vec<Hold>, StoreError> {
-        let now = self.now();
-        let mut escalated = Vec::new();
-        for key in due_keys(&self.inner.escalation, now) {
-            let done = self.transact(|tx| {
-                let Some(mut hold) = tx.get(&key)? else {
-                    return Ok(None);
-                };
-                if hold.state != State::Pending
-                    || hold.escalated_at.is_some()
-                    || hold.escalate_at.is_none_or(|at| at > now)
-                {
-                    return Ok(None);
-                }
-                hold.escalated_at = Some(now);
-                tx.put(&mut hold, &key)?;
-                let record = tx.audit(
-                    now,
-                    "escalated",
-                    &hold,
-                    SYSTEM,
-                    serde_json::json!({ "backup": hold.backup, "expires_at": hold.expires_at }),
-                )?;
-                Ok(Some((hold, record)))
-            })?;
-            if let Some(done) = done {
-                escalated.push(done);
+        self.sweep(&self.inner.escalation, "escalated", |hold, now| {
+            if hold.state != State::Pending
+                || hold.escalated_at.is_some()
+                || hold.escalate_at.is_none_or(|at| at > now)
+            {
+                return None;
             }
-        }
-        if !escalated.is_empty() {
-            self.flush().await?;
-        }
-        Ok(escalated
-            .into_iter()
-            .map(|(hold, record)| {
-                self.announce(&record, &hold, "escalated");
-                hold
-            })
-            .collect())
+            hold.escalated_at = Some(now);
+            Some(serde_json::json!({ "backup": hold.backup, "expires_at": hold.expires_at }))
+        })
+        .await
     }
 
     /// Moves every pending hold whose window has ended to `expired`.
     /// Reads only the expiry index up to now.
     pub async fn expire_due(&self) -> Result<Vec<Hold>, StoreError> {
+        self.sweep(&self.inner.expiry, "expired", |hold, now| {
+            if hold.state != State::Pending || hold.expires_at > now {
+                return None;
+            }
+            hold.state = State::Expired;
+            hold.decided_at = Some(now);
+            Some(serde_json::json!({ "expires_at": hold.expires_at, "unactioned": true }))
+        })
+        .await
+    }
+
+    /// Applies `step` to each hold a time index says is due, one
+    /// transaction per hold with its audit record (`step` returns the
+    /// record's detail, or `None` when the hold no longer qualifies). The
+    /// changes are durable before anyone hears of them: nobody is told of a
+    /// step a crash could undo.
+    async fn sweep(
+        &self,
+        index: &Tree,
+        event: &'static str,
+        step: impl Fn(&mut Hold, jiff::Timestamp) -> Option<serde_json::Value>,
+    ) -> Result<Vec<Hold>, StoreError> {
         let now = self.now();
-        let mut expired = Vec::new();
-        for key in due_keys(&self.inner.expiry, now) {
-            let done = self.transact(|tx| {
+        let mut done = Vec::new();
+        for key in due_keys(index, now) {
+            let changed = self.transact(|tx| {
                 let Some(mut hold) = tx.get(&key)? else {
                     return Ok(None);
                 };
-                if hold.state != State::Pending || hold.expires_at > now {
+                let Some(detail) = step(&mut hold, now) else {
                     return Ok(None);
-                }
-                hold.state = State::Expired;
-                hold.decided_at = Some(now);
+                };
                 tx.put(&mut hold, &key)?;
-                let record = tx.audit(
-                    now,
-                    "expired",
-                    &hold,
-                    SYSTEM,
-                    serde_json::json!({ "expires_at": hold.expires_at, "unactioned": true }),
-                )?;
+                let record = tx.audit(now, event, &hold, SYSTEM, detail)?;
                 Ok(Some((hold, record)))
             })?;
-            if let Some(done) = done {
-                expired.push(done);
-            }
+            done.extend(changed);
         }
-        if !expired.is_empty() {
-            // Durable first: nobody hears of an expiry a crash could undo.
+        if !done.is_empty() {
             self.flush().await?;
         }
-        Ok(expired
+        Ok(done
             .into_iter()
             .map(|(hold, record)| {
-                self.announce(&record, &hold, "expired");
+                self.announce(&record, &hold, event);
                 hold
             })
             .collect())
