@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use super::{Proxy, Target, respond};
 use crate::error::ProxyError;
-use crate::rules::{Action, BodyView, Decision, RequestView};
+use crate::rules::{Action, BodyView, Decision};
 use crate::upstream::Body;
 
 /// Context headers from HITL-aware agents: for the reviewer, never upstream.
@@ -90,13 +90,7 @@ async fn classify_and_send<'r>(
     let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let view = RequestView {
-        method: parts.method.as_str(),
-        host: target.host(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-    };
+    let view = target.view(&parts);
     let (decision, body) = match rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {
             let bytes = read_body(&parts.headers, body, proxy.max_body).await?;

@@ -22,7 +22,7 @@ use super::{Target, respond};
 use crate::error::ProxyError;
 use crate::holds::store::Created;
 use crate::holds::{Hold, State, Store, hex, random_token};
-use crate::rules::{RequestView, Rule};
+use crate::rules::Rule;
 use crate::upstream::Body;
 use crate::window::{Window, WorkingClock};
 
@@ -89,13 +89,7 @@ pub async fn hold(
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
     let summary = {
-        let view = RequestView {
-            method: parts.method.as_str(),
-            host: target.host(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &parts.headers,
-        };
+        let view = target.view(&parts);
         match rule.and_then(|r| r.summary.as_ref()) {
             Some(s) => {
                 let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();

@@ -83,28 +83,14 @@ pub async fn run(
     // At shutdown: finish the requests in flight, take no more.
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new()).serve_connection(io, svc);
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = crate::proxy::stopped(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        super::serve_until_stopped!(conn, &mut stop)
     } else {
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(header_timeout)
             .serve_connection(io, svc)
             .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = crate::proxy::stopped(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
+        super::serve_until_stopped!(conn, &mut stop)
     };
     if let Err(e) = result {
         tracing::debug!(%peer, %host, error = %e, "intercepted connection ended with an error");

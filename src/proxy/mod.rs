@@ -74,12 +74,41 @@ impl Target {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(h)
     }
+
+    /// What the rules see of a request to this target.
+    pub fn view<'a>(&'a self, parts: &'a http::request::Parts) -> crate::rules::RequestView<'a> {
+        crate::rules::RequestView {
+            method: parts.method.as_str(),
+            host: self.host(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        }
+    }
 }
 
 /// Resolves once shutdown has begun.
 pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
+
+/// Serves a hyper server connection until it ends; once shutdown begins it
+/// finishes the requests in flight and takes no more. (A macro: hyper's
+/// connection types share `graceful_shutdown` but no trait for it.)
+macro_rules! serve_until_stopped {
+    ($conn:expr, $stop:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = $crate::proxy::stopped($stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
+pub(crate) use serve_until_stopped;
 
 impl Proxy {
     /// Serves one agent connection until it closes.
@@ -96,14 +125,7 @@ impl Proxy {
             .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades();
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            r = conn.as_mut() => r,
-            _ = crate::proxy::stopped(&mut stop) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        };
+        let result = serve_until_stopped!(conn, &mut stop);
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "agent connection ended with an error");
         }
