@@ -268,19 +268,14 @@ pub enum ReportFormat {
 /// with `from` (a running airlock's review URL, since the store can be open
 /// in only one process), its `/api/stats` with the token in `AIRLOCK_TOKEN`.
 pub fn report(config: &Config, since: &str, format: ReportFormat, from: Option<&str>) -> u8 {
-    let period = match crate::window::parse_duration(since)
-        .map_err(|e| e.to_string())
-        .and_then(|d| jiff::SignedDuration::try_from(d).map_err(|e| e.to_string()))
-    {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("airlock: --since: {e}");
-            return USAGE;
-        }
-    };
+    // Checked here, so a bad period is a usage error either way.
+    if let Err(e) = crate::report::since(jiff::Timestamp::now(), since) {
+        eprintln!("airlock: --since: {e}");
+        return USAGE;
+    }
     let report = match from {
         Some(url) => report_from(config, url, since),
-        None => report_from_store(config, period),
+        None => report_from_store(config, since),
     };
     let report = match report {
         Ok(r) => r,
@@ -304,10 +299,7 @@ pub fn report(config: &Config, since: &str, format: ReportFormat, from: Option<&
     OK
 }
 
-fn report_from_store(
-    config: &Config,
-    period: jiff::SignedDuration,
-) -> Result<crate::report::Report, String> {
+fn report_from_store(config: &Config, period: &str) -> Result<crate::report::Report, String> {
     let rules = server::load_rules(config).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("the rules could not be loaded:\n{}", lines.join("\n"))
@@ -326,7 +318,7 @@ fn report_from_store(
                 config.review.public_url
             )
         })?;
-    let since = store.now().checked_sub(period).map_err(|e| e.to_string())?;
+    let since = crate::report::since(store.now(), period)?;
     crate::report::Report::build(&store, &rules, since).map_err(|e| e.to_string())
 }
 

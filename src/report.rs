@@ -289,6 +289,15 @@ fn candidate_for_automatic(r: &RuleFigures) -> Option<Finding> {
     })
 }
 
+/// The start of a review period: `period` (`30d`, `12h`, …) before `now`.
+pub fn since(now: jiff::Timestamp, period: &str) -> Result<jiff::Timestamp, String> {
+    let d = crate::window::parse_duration(period)?;
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| now.checked_sub(d).ok())
+        .ok_or_else(|| format!("{period:?} reaches further back than time does"))
+}
+
 /// A ready `[[rule]]` that would classify requests like an unmatched one:
 /// what a reviewer pastes into `rules/` once its risk is understood.
 pub fn rule_snippet(method: &str, host: &str, path: &str) -> String {
@@ -384,6 +393,21 @@ mod tests {
         assert!(candidate_for_automatic(&figures("r", 19, 0, 0, 2.0)).is_none());
         // Read, not stamped.
         assert!(candidate_for_automatic(&figures("r", 50, 0, 0, 10.0)).is_none());
+    }
+
+    #[test]
+    fn a_period_is_a_duration_back_from_now() {
+        let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            since(now, "30d").unwrap(),
+            "2026-10-25T12:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        assert!(since(now, "soon").unwrap_err().contains("invalid duration"));
+        assert!(
+            since(now, "1bd").is_err(),
+            "business days are a window, not a period"
+        );
+        assert!(since(now, "99999999999d").is_err());
     }
 
     #[test]

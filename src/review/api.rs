@@ -394,17 +394,12 @@ async fn stats(
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let period = match q.since.as_deref() {
-        None | Some("") => std::time::Duration::from_secs(30 * 86400),
-        Some(s) => crate::window::parse_duration(s)
-            .map_err(|e| ApiError::bad_request(format!("since: {e}")))?,
-    };
-    let period = jiff::SignedDuration::try_from(period)
-        .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
-    let since = state
-        .store
-        .now()
-        .checked_sub(period)
+    let period = q
+        .since
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("30d");
+    let since = crate::report::since(state.store.now(), period)
         .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
     let rules = state.reloader.rules().load_full();
     let store = state.store.clone();
