@@ -520,3 +520,40 @@ async fn open_tunnels_count_against_max_connections_until_they_close() {
     );
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_user_part_in_a_plain_http_url_reaches_neither_upstream_nor_a_hold() {
+    let pki = Pki::new();
+    let up = upstream(None).await;
+    let a = airlock(&pki, RULES, "").await;
+    let p = up.port();
+    let (mut s, head) = raw_head(
+        a.addr,
+        format!(
+            "GET http://agent:s3cret@plain.test:{p}/page HTTP/1.1\r\nHost: plain.test:{p}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(raw_body(&mut s, &head).await, "hello from upstream /page");
+    let (_held, head) = raw_head(
+        a.addr,
+        format!(
+            "POST http://agent:s3cret@plain.test:{p}/send HTTP/1.1\r\nHost: plain.test:{p}\r\nContent-Length: 2\r\n\r\n{{}}"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("airlock-hold: "))
+        .unwrap_or_else(|| panic!("not held: {head}"));
+    let hold = a.store().get(id).unwrap().unwrap();
+    assert_eq!(hold.url, format!("http://plain.test:{p}/send"));
+    assert_eq!(up.count(), 1, "only the automatic request was sent");
+    let seen = &up.requests()[0];
+    assert_eq!(seen.path, "/page");
+    assert!(!format!("{:?}", seen.headers).contains("s3cret"));
+    a.stop().await;
+}

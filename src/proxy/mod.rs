@@ -87,6 +87,16 @@ impl Target {
     }
 }
 
+/// The authority without a `user:password@` part: a credential that must
+/// reach neither the upstream's request line nor a hold, the page or a
+/// notification.
+fn without_userinfo(authority: &Authority) -> Authority {
+    match authority.as_str().rsplit_once('@') {
+        Some((_, host)) => Authority::try_from(host).unwrap_or_else(|_| authority.clone()),
+        None => authority.clone(),
+    }
+}
+
 /// Resolves once shutdown has begun.
 pub async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -145,7 +155,7 @@ impl Proxy {
             (Some(scheme), Some(authority)) if *scheme == Scheme::HTTP => {
                 let target = Target {
                     scheme: Scheme::HTTP,
-                    authority: authority.clone(),
+                    authority: without_userinfo(authority),
                     proxy_user: None,
                 };
                 forward::handle(&self, req, &target, peer, &slot).await
