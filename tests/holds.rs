@@ -80,10 +80,10 @@ async fn held_email_is_sent_once_after_approval() {
     assert!(!full.to_string().contains("sg-live-secret"));
 
     let (status, v) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(ALICE.1),
+        .decide(
+            &id,
+            "approve",
+            ALICE.1,
             Some(json!({"note": "looks right"})),
         )
         .await;
@@ -108,14 +108,7 @@ async fn held_email_is_sent_once_after_approval() {
             .all(|(k, _)| k != "authorization" && k != "x-mail-secret")
     );
     // A second approval changes nothing.
-    let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(ROOT.1),
-            None,
-        )
-        .await;
+    let (status, _) = api.decide(&id, "approve", ROOT.1, None).await;
     assert_eq!(status, 409);
     assert_eq!(up.count(), 1);
     assert!(a.store().verify_audit().unwrap() >= 3);
@@ -128,10 +121,10 @@ async fn dismissed_hold_is_never_sent_and_retries_are_told_why() {
     let res = send_mail(&a, up.port(), MAIL).await;
     let id = common::hold_id(&res);
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/dismiss"),
-            Some(ALICE.1),
+        .decide(
+            &id,
+            "dismiss",
+            ALICE.1,
             Some(json!({"reason": "wrong price"})),
         )
         .await;
@@ -156,14 +149,7 @@ async fn expired_hold_is_never_sent_and_cannot_be_approved() {
     assert_eq!(expired.len(), 1);
     let v = api.get(&format!("/api/holds/{id}"), ALICE.1).await;
     assert_eq!(v["state"], "expired");
-    let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(ALICE.1),
-            None,
-        )
-        .await;
+    let (status, _) = api.decide(&id, "approve", ALICE.1, None).await;
     assert_eq!(status, 409);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(up.count(), 0);
@@ -187,13 +173,7 @@ async fn identical_retries_share_one_hold_and_the_first_after_release_gets_the_r
     assert_eq!(second.headers()["airlock-hold"], id.as_str());
     let list = api.get("/api/holds?state=pending", ALICE.1).await;
     assert_eq!(list["holds"].as_array().unwrap().len(), 1);
-    api.call(
-        "POST",
-        &format!("/api/holds/{id}/approve"),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(&id, "approve", ALICE.1, None).await;
     api.until(&id, "released").await;
     let replay = send_mail(&a, up.port(), MAIL).await;
     assert_eq!(replay.status(), 200);
@@ -230,13 +210,7 @@ async fn prefer_wait_returns_the_real_response_when_approved_in_time() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    api.call(
-        "POST",
-        &format!("/api/holds/{id}/approve"),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(&id, "approve", ALICE.1, None).await;
     let res = waiting.await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["preference-applied"], "wait=30");
@@ -257,17 +231,7 @@ async fn fifty_concurrent_approvals_send_exactly_once() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let (base, id) = (base.clone(), id.clone());
-            tokio::spawn(async move {
-                Api::new(base)
-                    .call(
-                        "POST",
-                        &format!("/api/holds/{id}/approve"),
-                        Some(ROOT.1),
-                        None,
-                    )
-                    .await
-                    .0
-            })
+            tokio::spawn(async move { Api::new(base).decide(&id, "approve", ROOT.1, None).await.0 })
         })
         .collect();
     let mut ok = 0;
@@ -299,24 +263,9 @@ async fn only_listed_reviewers_and_admins_decide() {
     );
     assert_eq!(api.call("GET", "/api/holds", None, None).await.0, 401);
     let missing = "0190b7a0-0000-7000-8000-000000000000";
-    assert_eq!(
-        api.call(
-            "POST",
-            &format!("/api/holds/{missing}/approve"),
-            Some(ROOT.1),
-            None
-        )
-        .await
-        .0,
-        404
-    );
+    assert_eq!(api.decide(missing, "approve", ROOT.1, None).await.0, 404);
     let (status, v) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/dismiss"),
-            Some(ALICE.1),
-            Some(json!({"reason": 5})),
-        )
+        .decide(&id, "dismiss", ALICE.1, Some(json!({"reason": 5})))
         .await;
     assert_eq!(status, 400, "{v}");
     assert!(v["error"].is_string());
@@ -341,10 +290,10 @@ async fn an_edited_body_is_what_gets_sent_and_the_audit_records_both() {
         .unwrap();
     let id = common::hold_id(&res);
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(BOB.1),
+        .decide(
+            &id,
+            "approve",
+            BOB.1,
             Some(json!({"body": "{\"stage\":\"lost\"}"})),
         )
         .await;
@@ -380,13 +329,7 @@ async fn the_status_url_needs_no_token_and_shows_the_outcome() {
     assert_eq!(status, 200);
     assert_eq!(v["state"], "pending");
     let id = held["id"].as_str().unwrap();
-    api.call(
-        "POST",
-        &format!("/api/holds/{id}/approve"),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(id, "approve", ALICE.1, None).await;
     api.until(id, "released").await;
     let (_, v) = api.call("GET", &path, None, None).await;
     assert_eq!(v["state"], "released");
@@ -403,13 +346,7 @@ async fn a_tampered_audit_record_is_found() {
     let (_pki, up, a, api, _) = setup().await;
     let res = send_mail(&a, up.port(), MAIL).await;
     let id = common::hold_id(&res);
-    api.call(
-        "POST",
-        &format!("/api/holds/{id}/dismiss"),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(&id, "dismiss", ALICE.1, None).await;
     assert_eq!(a.store().verify_audit().unwrap(), 2);
     let tree = a.store().audit_tree();
     let key = 1u64.to_be_bytes();
@@ -578,21 +515,9 @@ async fn stats_count_outcomes_and_decision_times_per_rule() {
         ids.push(common::hold_id(&res));
     }
     clock.advance(Duration::from_secs(10));
-    api.call(
-        "POST",
-        &format!("/api/holds/{}/approve", ids[0]),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(&ids[0], "approve", ALICE.1, None).await;
     clock.advance(Duration::from_secs(20));
-    api.call(
-        "POST",
-        &format!("/api/holds/{}/dismiss", ids[1]),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(&ids[1], "dismiss", ALICE.1, None).await;
     let v = api.get("/api/stats?since=30d", ALICE.1).await;
     assert_eq!(v["queue_depth"], 1);
     clock.advance(Duration::from_secs(2 * 3600));
@@ -647,13 +572,7 @@ async fn an_identical_retry_that_asks_to_wait_waits_on_the_same_hold() {
         !waiting.is_finished(),
         "the retry waits instead of answering at once"
     );
-    api.call(
-        "POST",
-        &format!("/api/holds/{id}/approve"),
-        Some(ALICE.1),
-        None,
-    )
-    .await;
+    api.decide(&id, "approve", ALICE.1, None).await;
     let res = waiting.await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(up.count(), 1);

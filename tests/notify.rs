@@ -102,11 +102,7 @@ async fn with_sink(
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    airlock::holds::hex(&mac.finalize().into_bytes())
 }
 
 #[tokio::test]
@@ -162,12 +158,7 @@ async fn events_arrive_signed_with_a_link_to_the_card() {
         .await;
 
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(ALICE.1),
-            Some(json!({"note": "fine"})),
-        )
+        .decide(&id, "approve", ALICE.1, Some(json!({"note": "fine"})))
         .await;
     assert_eq!(status, 200);
     let got = hooks
@@ -238,10 +229,10 @@ async fn slack_messages_link_to_the_card_and_follow_up_with_who_decided() {
     );
 
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/dismiss"),
-            Some(ALICE.1),
+        .decide(
+            &id,
+            "dismiss",
+            ALICE.1,
             Some(json!({"reason": "wrong client"})),
         )
         .await;
@@ -279,12 +270,7 @@ async fn a_receiver_down_for_a_while_gets_every_event_even_across_a_restart() {
     let first = common::hold_id(&send_mail(&a, up.port()).await);
     let api = Api::new(a.review_url());
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{first}/dismiss"),
-            Some(ALICE.1),
-            Some(json!({})),
-        )
+        .decide(&first, "dismiss", ALICE.1, Some(json!({})))
         .await;
     assert_eq!(status, 200);
     // Let a few attempts fail before the restart.
@@ -460,14 +446,7 @@ async fn a_hold_still_pending_at_escalate_after_goes_to_the_backup() {
     let hold = api.get(&format!("/api/holds/{id}"), ROOT.1).await;
     assert_eq!(hold["escalated"], false);
     // Before escalation the backup may not decide.
-    let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(BOB.1),
-            Some(json!({})),
-        )
-        .await;
+    let (status, _) = api.decide(&id, "approve", BOB.1, Some(json!({}))).await;
     assert_eq!(status, 403);
 
     clock.advance(Duration::from_secs(59 * 60));
@@ -501,14 +480,7 @@ async fn a_hold_still_pending_at_escalate_after_goes_to_the_backup() {
     assert_eq!(escalations[0]["hold"], id);
 
     // Now the backup stands in, and both hear how it ended.
-    let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(BOB.1),
-            Some(json!({})),
-        )
-        .await;
+    let (status, _) = api.decide(&id, "approve", BOB.1, Some(json!({}))).await;
     assert_eq!(status, 200);
     for hook in [&alice, &bob] {
         hook.wait_until(WAIT, "decided", |d| {

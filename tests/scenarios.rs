@@ -145,14 +145,7 @@ async fn outbound_client_message_expires_unsent_and_is_recorded_unactioned() {
         })
         .await;
     // Approving after the window changes nothing.
-    let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/approve"),
-            Some(ALICE.1),
-            Some(json!({})),
-        )
-        .await;
+    let (status, _) = api.decide(&id, "approve", ALICE.1, Some(json!({}))).await;
     assert_eq!(status, 409);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(up.count(), 0);
@@ -209,12 +202,7 @@ async fn deal_status_change_waits_four_hours_then_stays_unchanged_until_the_trig
     let again = common::hold_id(&res);
     assert_ne!(again, id);
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{again}/approve"),
-            Some(ALICE.1),
-            Some(json!({})),
-        )
+        .decide(&again, "approve", ALICE.1, Some(json!({})))
         .await;
     assert_eq!(status, 200);
     api.until(&again, "released").await;
@@ -322,10 +310,10 @@ async fn unrecognised_input_is_held_as_no_matching_rule_and_dismissed_unsent() {
     );
 
     let (status, _) = api
-        .call(
-            "POST",
-            &format!("/api/holds/{id}/dismiss"),
-            Some(ALICE.1),
+        .decide(
+            &id,
+            "dismiss",
+            ALICE.1,
             Some(json!({"reason": "handled manually"})),
         )
         .await;

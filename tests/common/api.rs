@@ -42,6 +42,18 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /api/holds/{id}/{action}` (`approve` or `dismiss`) as `token`.
+    pub async fn decide(
+        &self,
+        id: &str,
+        action: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let path = format!("/api/holds/{id}/{action}");
+        self.call("POST", &path, Some(token), body).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Value {
         let (status, v) = self.call("GET", path, Some(token), None).await;
         assert_eq!(status, 200, "{path}: {v}");
