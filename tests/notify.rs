@@ -99,6 +99,30 @@ async fn with_sink(
     (pki, up, a)
 }
 
+/// The `/metrics` text.
+async fn scrape_metrics(a: &common::Airlock) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", a.review_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample whose name and labels are `name`; -1 if absent.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
@@ -371,23 +395,7 @@ async fn a_failing_sink_shows_in_metrics_until_it_recovers() {
     hooks.fail();
     let (_pki, up, a) = with_sink(&hooks, "/in", "backoff = \"100ms\"", &TestClock::new()).await;
     send_mail(&a, up.port()).await;
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let metric = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
-    let scrape = || async {
-        http.get(format!("{}/metrics", a.review_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || scrape_metrics(&a);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let text = scrape().await;
@@ -522,5 +530,26 @@ async fn escalation_defaults_to_half_the_window() {
         assert!(tokio::time::Instant::now() < deadline, "never escalated");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_refuses_a_delivery_is_not_asked_again() {
+    let hooks = Webhook::start().await;
+    hooks.refuse();
+    let (_pki, up, a) = with_sink(&hooks, "/in", "backoff = \"100ms\"", &TestClock::new()).await;
+    send_mail(&a, up.port()).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while hooks.arrived() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A 500 would have been retried several times by now (100 ms backoff).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(hooks.arrived(), 1, "a 400 is not retried");
+    let text = scrape_metrics(&a).await;
+    let dropped = "airlock_notify_deliveries_total{sink=\"hooks\",result=\"dropped\"}";
+    assert_eq!(metric(&text, dropped), 1.0, "{text}");
+    assert_eq!(metric(&text, "airlock_notify_outbox"), 0.0, "{text}");
     a.stop().await;
 }

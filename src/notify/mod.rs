@@ -144,13 +144,7 @@ impl Notifier {
             .iter()
             .filter_map(|r| {
                 let url = r.notify.clone()?;
-                // A personal hook has no format key: Slack's own hooks get
-                // Slack messages, everything else the JSON document.
-                let format = if url.starts_with("https://hooks.slack.com/") {
-                    NotifyFormat::Slack
-                } else {
-                    NotifyFormat::Json
-                };
+                let format = personal_format(&url);
                 Some((
                     r.name.clone(),
                     Target {
@@ -241,6 +235,9 @@ impl Notifier {
         let Some(event) = message::event_of(&record.event) else {
             return Ok(Vec::new());
         };
+        if self.sinks.is_empty() && self.personal.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut targets: Vec<&Target> = self
             .sinks
             .iter()
@@ -250,9 +247,6 @@ impl Notifier {
                     .is_some_and(|e| e.iter().any(|e| e == event))
             })
             .collect();
-        if self.sinks.is_empty() && self.personal.is_empty() {
-            return Ok(Vec::new());
-        }
         let Some(hold) = self.store.get(&record.hold)? else {
             return Ok(Vec::new());
         };
@@ -572,6 +566,16 @@ fn delivery_id(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.get(8..16)?.try_into().ok()?))
 }
 
+/// A personal hook has no format key: Slack's own hooks get Slack
+/// messages, everything else the JSON document.
+fn personal_format(url: &str) -> NotifyFormat {
+    if url.starts_with("https://hooks.slack.com/") {
+        NotifyFormat::Slack
+    } else {
+        NotifyFormat::Json
+    }
+}
+
 /// The delay before attempt `attempts + 1`: `base`, doubled per failure.
 fn backoff(base: Duration, attempts: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
@@ -592,6 +596,18 @@ fn after(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn personal_hooks_on_slack_get_slack_messages() {
+        assert_eq!(
+            personal_format("https://hooks.slack.com/services/T0/B0/x"),
+            NotifyFormat::Slack
+        );
+        assert_eq!(
+            personal_format("https://ops.example/hooks/slack"),
+            NotifyFormat::Json
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_ten_minutes() {

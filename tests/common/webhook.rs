@@ -1,7 +1,7 @@
 //! A webhook receiver on 127.0.0.1 for the notification tests: it records
 //! every delivery, and can be taken down (its port closed, open connections
-//! cut), brought back on the same port, made to fail with 500, or made to
-//! hang without ever answering.
+//! cut), brought back on the same port, made to fail with 500 or refuse
+//! with 400, or made to hang without ever answering.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -40,6 +40,7 @@ impl Delivery {
 const OK: u8 = 0;
 const FAIL: u8 = 1;
 const HANG: u8 = 2;
+const REFUSE: u8 = 3;
 
 pub struct Webhook {
     pub port: u16,
@@ -97,11 +98,16 @@ impl Webhook {
                                 .unwrap_or_default();
                             match mode.load(Ordering::SeqCst) {
                                 HANG => std::future::pending::<()>().await,
-                                FAIL => {
+                                m @ (FAIL | REFUSE) => {
+                                    let status = if m == FAIL {
+                                        StatusCode::INTERNAL_SERVER_ERROR
+                                    } else {
+                                        StatusCode::BAD_REQUEST
+                                    };
                                     return Ok::<_, Infallible>(
                                         Response::builder()
-                                            .status(StatusCode::INTERNAL_SERVER_ERROR)
-                                            .body(Full::new(Bytes::from_static(b"down")))
+                                            .status(status)
+                                            .body(Full::new(Bytes::from_static(b"no")))
                                             .unwrap(),
                                     );
                                 }
@@ -151,6 +157,11 @@ impl Webhook {
 
     pub fn fail(&self) {
         self.mode.store(FAIL, Ordering::SeqCst);
+    }
+
+    /// Answer 400, as a receiver does to a payload it will never accept.
+    pub fn refuse(&self) {
+        self.mode.store(REFUSE, Ordering::SeqCst);
     }
 
     pub fn hang(&self) {
