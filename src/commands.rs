@@ -223,8 +223,13 @@ pub fn explain(
         query: uri.query(),
         headers: &map,
     };
-    let body = match &body_bytes {
-        Some(b) => BodyView::Read(b),
+    // Read as the proxy reads it: Content-Encoding undone, UTF-16/32 as UTF-8.
+    let decoded = body_bytes
+        .as_deref()
+        .map(|b| crate::canonical::body::decode(&map, b, u64::MAX));
+    let body = match &decoded {
+        Some(Ok(b)) => BodyView::Read(b),
+        Some(Err(_)) => BodyView::Undecodable,
         None => BodyView::Unread,
     };
     print!("{}", rules.explain(&view, body));

@@ -8,6 +8,7 @@
 //! certificates interception needs; [`config`] reads `airlock.toml`;
 //! [`commands`] implements the command line that `main.rs` parses.
 
+pub mod canonical;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -1,7 +1,8 @@
 //! CONNECT: decide from the rules *before* answering. A host decided at
 //! CONNECT time is refused with a real status or tunnelled blind (dialled
 //! first, so an unreachable host gets 502, not 200 and a closed socket);
-//! every other host is intercepted so its requests can be matched.
+//! every other host is intercepted so its requests can be matched. Either
+//! way the agent's ClientHello must name the CONNECT host ([`super::hello`]).
 //!
 //! This module never answers 200 for a tunnel it could not open.
 
@@ -57,10 +58,17 @@ pub async fn handle(
             tracing::debug!(%peer, host = target.host(), rule = rule.map(|r| r.name.as_str()), "tunnel opened");
             let on_upgrade = hyper::upgrade::on(&mut req);
             let metrics = proxy.metrics.clone();
+            let patience = proxy.header_timeout;
             tokio::spawn(async move {
                 let _open = crate::metrics::Active::new(&metrics.tunnels_active);
-                let (up, down) = tunnel::run(on_upgrade, upstream, target.host()).await;
-                tracing::debug!(%peer, host = target.host(), up, down, "tunnel closed");
+                match tunnel::run(on_upgrade, upstream, target.host(), patience).await {
+                    Ok((up, down)) => {
+                        tracing::debug!(%peer, host = target.host(), up, down, "tunnel closed");
+                    }
+                    Err(why) => {
+                        tracing::warn!(%peer, host = target.host(), reason = %why, "tunnel refused: nothing was sent upstream");
+                    }
+                }
                 drop(slot);
             });
             respond::connected()

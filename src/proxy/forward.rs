@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -87,17 +88,38 @@ async fn classify_and_send<'r>(
     slot: &super::Slot,
     verdict: &mut Verdict<'r>,
 ) -> Result<Response<Body>, ProxyError> {
-    let upgrade = is_upgrade(req.headers());
+    let upgrade = is_websocket_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
+    // The upstream, the rules and the reviewer all see the target as the
+    // host, whatever `Host` the agent wrote.
+    parts.headers.insert(header::HOST, target.host_header());
     let view = target.view(&parts);
-    let (decision, body) = match rules.decide(&view, BodyView::Unread) {
+    let (decision, body, read) = match rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {
-            let bytes = read_body(&parts.headers, body, proxy.max_body).await?;
-            let decision = rules.decide(&view, BodyView::Read(&bytes));
-            (decision, Either::Right(Full::new(bytes)))
+            let mut body = body;
+            let bytes = match read_body(&parts.headers, &mut body, proxy.max_body).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    linger(body, proxy);
+                    return Err(e);
+                }
+            };
+            let decoded = decode_body(&parts.headers, &bytes, proxy.max_body)?;
+            let decision = rules.decide(
+                &view,
+                decoded
+                    .as_ref()
+                    .map_or(BodyView::Undecodable, |d| BodyView::Read(d)),
+            );
+            let decoded = decoded.map(|d| Bytes::from(d.into_owned()));
+            (
+                decision,
+                Either::Right(Full::new(bytes.clone())),
+                Some((bytes, decoded)),
+            )
         }
-        decision => (decision, Either::Left(body)),
+        decision => (decision, Either::Left(body), None),
     };
     let rule = decision.rule();
     rules.count(rule);
@@ -111,23 +133,56 @@ async fn classify_and_send<'r>(
     verdict.action = Some(action);
     verdict.rule = rule.map(|r| r.name.as_str());
     match action {
-        Action::Deny => return Ok(respond::denied(rule.map(|r| r.name.as_str()))),
+        Action::Deny => {
+            if let Either::Left(incoming) = body {
+                linger(incoming, proxy);
+            }
+            return Ok(respond::denied(rule.map(|r| r.name.as_str())));
+        }
         Action::Review => {
-            let bytes = match body {
-                Either::Right(full) => full
-                    .collect()
-                    .await
-                    .map(|c| c.to_bytes())
-                    .unwrap_or_default(),
-                Either::Left(incoming) => {
-                    read_body(&parts.headers, incoming, proxy.max_body).await?
+            let (bytes, decoded) = match (read, body) {
+                (Some(read), _) => read,
+                (None, Either::Left(mut incoming)) => {
+                    let bytes = match read_body(&parts.headers, &mut incoming, proxy.max_body).await
+                    {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            linger(incoming, proxy);
+                            return Err(e);
+                        }
+                    };
+                    let decoded = decode_body(&parts.headers, &bytes, proxy.max_body)?
+                        .map(|d| Bytes::from(d.into_owned()));
+                    (bytes, decoded)
                 }
+                // A read body always comes with its reading.
+                (None, Either::Right(_)) => (Bytes::new(), None),
             };
-            return super::held::hold(&proxy.holding, parts, bytes, rule, target, peer).await;
+            return super::held::hold(
+                &proxy.holding,
+                parts,
+                bytes,
+                decoded.as_deref(),
+                rule,
+                target,
+                peer,
+            )
+            .await;
         }
         Action::Automatic => {}
     }
+    // A body the agent streams without a length (chunked) must reach the
+    // upstream too, even on a GET, where the client would otherwise send none.
+    let streamed = !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH);
     prepare_request(&mut parts, target, upgrade)?;
+    if streamed {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let upstream_req = Request::from_parts(parts, body);
     let mut res = if upgrade {
         proxy.upstream.send_upgrade(upstream_req).await?
@@ -151,8 +206,13 @@ async fn classify_and_send<'r>(
 }
 
 /// Buffers a body a rule must inspect, refusing one over `limit` before
-/// reading it when its length is declared.
-async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+/// reading it when its length is declared. On an error, what is left of
+/// the body stays with the caller (see [`linger`]).
+async fn read_body(
+    headers: &HeaderMap,
+    body: &mut Incoming,
+    limit: u64,
+) -> Result<Bytes, ProxyError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -160,14 +220,49 @@ async fn read_body(headers: &HeaderMap, body: Incoming, limit: u64) -> Result<By
     if declared.is_some_and(|n| n > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The body decoded for reading (`None`: it cannot be decoded, which the
+/// rules read as ambiguous); decoded larger than `limit` is too large.
+fn decode_body<'b>(
+    headers: &HeaderMap,
+    raw: &'b Bytes,
+    limit: u64,
+) -> Result<Option<std::borrow::Cow<'b, [u8]>>, ProxyError> {
+    match crate::canonical::body::decode(headers, raw, limit) {
+        Ok(decoded) => Ok(Some(decoded)),
+        Err(crate::canonical::body::BodyError::TooLarge { limit }) => {
             Err(ProxyError::BodyTooLarge { limit })
         }
-        Err(e) => Err(ProxyError::ClientBody(e.to_string())),
+        Err(crate::canonical::body::BodyError::Undecodable(_)) => Ok(None),
     }
+}
+
+/// What the agent still sends of a request answered early is read and
+/// discarded in the background (up to `max_body`, for at most the header
+/// timeout), so the answer goes out first and the request stream ends
+/// after it: an HTTP/2 client then reads the answer (the stream is closed
+/// with `NO_ERROR`) instead of failing on a cancelled stream.
+fn linger(body: Incoming, proxy: &Proxy) {
+    if body.is_end_stream() {
+        return;
+    }
+    let limit = usize::try_from(proxy.max_body).unwrap_or(usize::MAX);
+    let patience = proxy.header_timeout;
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(patience, Limited::new(body, limit).collect()).await;
+    });
 }
 
 /// Points the request at the target and removes what must not travel on.
@@ -190,8 +285,18 @@ fn prepare_request(parts: &mut Parts, target: &Target, upgrade: bool) -> Result<
     Ok(())
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+/// A WebSocket upgrade: the only protocol switch airlock passes on. Any
+/// other (`h2c`, say) would carry requests the rules never saw, so its
+/// `Upgrade` header is dropped and the request goes on as a plain one.
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    let websocket = match (upgrades.next(), upgrades.next()) {
+        (Some(only), None) => only
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket")),
+        _ => false,
+    };
+    websocket
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -301,7 +406,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("sec-websocket-key", "abc"),
         ]);
-        assert!(is_upgrade(&h));
+        assert!(is_websocket_upgrade(&h));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");

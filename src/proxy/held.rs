@@ -72,6 +72,7 @@ pub async fn hold(
     holding: &Holding,
     mut parts: Parts,
     body: Bytes,
+    decoded: Option<&[u8]>,
     rule: Option<&Rule>,
     target: &Target,
     peer: SocketAddr,
@@ -92,7 +93,7 @@ pub async fn hold(
         let view = target.view(&parts);
         match rule.and_then(|r| r.summary.as_ref()) {
             Some(s) => {
-                let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+                let json = decoded.and_then(|d| crate::canonical::json::parse(d).value);
                 s.render(&view, json.as_ref())
             }
             None => format!("{} {}{}", view.method, view.host, view.path),

@@ -2,9 +2,9 @@
 //! (h2 or http/1.1, as ALPN decided) served to the agent, each request
 //! matched and handled like a plain one.
 //!
-//! The upstream is always the CONNECT target, whatever Host or SNI the agent
-//! sends inside the tunnel, so a request cannot slip past the decision made
-//! for its host. A client that refuses airlock's certificate is logged with
+//! The agent's SNI must name the CONNECT host, and the upstream is always
+//! the CONNECT target with `Host` set to it, so a request cannot slip past
+//! the decision made for its host. A client that refuses airlock's certificate is logged with
 //! the host name and closed; it is never sent anything in the clear.
 
 use std::net::SocketAddr;
@@ -34,8 +34,18 @@ pub async fn run(
             return;
         }
     };
-    let acceptor =
-        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(upgraded));
+    let mut io = TokioIo::new(upgraded);
+    let first = match super::hello::check(&mut io, &host, proxy.header_timeout).await {
+        Ok(first) => first,
+        Err(why) => {
+            tracing::warn!(%peer, %host, reason = %why, "intercept refused: ClientHello");
+            return;
+        }
+    };
+    let acceptor = LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        super::hello::Replayed::new(first, io),
+    );
     let start = match acceptor.await {
         Ok(s) => s,
         Err(e) => {

@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod forward;
 pub mod held;
+pub mod hello;
 pub mod intercept;
 pub mod respond;
 pub mod tunnel;
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -73,6 +74,21 @@ impl Target {
         h.strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(h)
+    }
+
+    /// The `Host` every request to this target carries upstream: the
+    /// target's authority, without the scheme's default port.
+    pub fn host_header(&self) -> HeaderValue {
+        let default_port = if self.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let text = match self.authority.port_u16() {
+            Some(port) if port == default_port => self.authority.host(),
+            _ => self.authority.as_str(),
+        };
+        HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
 
     /// What the rules see of a request to this target.

@@ -176,7 +176,11 @@ pub struct RequestView<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyView<'a> {
     Unread,
+    /// The body decoded for reading ([`crate::canonical::body::decode`]).
     Read(&'a [u8]),
+    /// The body could not be decoded (an unknown or corrupt
+    /// `Content-Encoding`): `json` conditions read it as ambiguous.
+    Undecodable,
 }
 
 /// The outcome of matching one request.

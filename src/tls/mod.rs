@@ -1,11 +1,13 @@
 //! TLS material: the local certificate authority (`ca`) and the per-host leaf
-//! certificates minted from it for interception (`leaf`).
+//! certificates minted from it for interception (`leaf`), and what an
+//! agent's ClientHello says before anything is decrypted (`hello`).
 //!
 //! This module owns key files and certificate minting. It never opens
 //! network connections and never decides which hosts are intercepted (that
 //! is the rules' job, applied by the proxy).
 
 pub mod ca;
+pub mod hello;
 pub mod leaf;
 
 pub use ca::Ca;

@@ -96,6 +96,8 @@ impl Pki {
 /// What an upstream received.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The TLS server name the connection asked for (TLS upstreams only).
+    pub sni: Option<String>,
     pub method: String,
     pub path: String,
     pub version: Version,
@@ -105,10 +107,16 @@ pub struct Seen {
 
 type TestBody = BoxBody<Bytes, Infallible>;
 
-/// A recording upstream server.
+/// A recording upstream server. A TLS upstream is a shared front end, as a
+/// CDN's is: one port whose certificate covers every name in [`NAMES`], so
+/// it answers whichever name a client asks for in SNI or `Host`.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Every connection that reached it: the SNI of each TLS handshake
+    /// (`None` without SNI), or `None` for each plain-TCP connection that
+    /// sent any byte. Recorded before anything is answered.
+    pub hellos: Arc<Mutex<Vec<Option<String>>>>,
     /// The certificate it presents (TLS upstreams only).
     pub cert: Option<CertificateDer<'static>>,
     /// `/sse` sends its second event only after this is notified.
@@ -125,6 +133,11 @@ impl Drop for Upstream {
 impl Upstream {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// The SNI of every TLS handshake that reached this upstream.
+    pub fn handshakes(&self) -> Vec<Option<String>> {
+        self.hellos.lock().unwrap().clone()
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -172,35 +185,56 @@ async fn upstream_with(tls: Option<(Arc<ServerConfig>, CertificateDer<'static>)>
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let hellos = Arc::new(Mutex::new(Vec::new()));
     let sse_gate = Arc::new(Notify::new());
     let (acceptor, cert) = match tls {
         Some((config, der)) => (Some(tokio_rustls::TlsAcceptor::from(config)), Some(der)),
         None => (None, None),
     };
-    let (seen2, gate2) = (seen.clone(), sse_gate.clone());
+    let (seen2, gate2, hellos2) = (seen.clone(), sse_gate.clone(), hellos.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (seen, gate, acceptor) = (seen2.clone(), gate2.clone(), acceptor.clone());
+            let (seen, gate, acceptor, hellos) = (
+                seen2.clone(),
+                gate2.clone(),
+                acceptor.clone(),
+                hellos2.clone(),
+            );
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let (seen, gate) = (seen.clone(), gate.clone());
-                    async move { Ok::<_, Infallible>(answer(req, seen, gate).await) }
-                });
                 let builder = auto::Builder::new(TokioExecutor::new());
+                let service = |sni: Option<String>| {
+                    service_fn(move |req| {
+                        let (seen, gate, sni) = (seen.clone(), gate.clone(), sni.clone());
+                        async move { Ok::<_, Infallible>(answer(req, seen, gate, sni).await) }
+                    })
+                };
                 match acceptor {
                     Some(acceptor) => {
-                        if let Ok(tls) = acceptor.accept(stream).await {
+                        let start = tokio_rustls::LazyConfigAcceptor::new(
+                            rustls::server::Acceptor::default(),
+                            stream,
+                        );
+                        let Ok(start) = start.await else {
+                            return;
+                        };
+                        let sni = start.client_hello().server_name().map(str::to_owned);
+                        hellos.lock().unwrap().push(sni.clone());
+                        if let Ok(tls) = start.into_stream(acceptor.config().clone()).await {
                             let _ = builder
-                                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                                .serve_connection_with_upgrades(TokioIo::new(tls), service(sni))
                                 .await;
                         }
                     }
                     None => {
+                        let mut first = [0u8; 1];
+                        if matches!(stream.peek(&mut first).await, Ok(n) if n > 0) {
+                            hellos.lock().unwrap().push(None);
+                        }
                         let _ = builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service(None))
                             .await;
                     }
                 }
@@ -210,6 +244,7 @@ async fn upstream_with(tls: Option<(Arc<ServerConfig>, CertificateDer<'static>)>
     Upstream {
         addr,
         seen,
+        hellos,
         cert,
         sse_gate,
         task,
@@ -224,6 +259,7 @@ async fn answer(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
     gate: Arc<Notify>,
+    sni: Option<String>,
 ) -> Response<TestBody> {
     let path = req.uri().path().to_owned();
     if path == "/ws" {
@@ -236,6 +272,7 @@ async fn answer(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     seen.lock().unwrap().push(Seen {
+        sni,
         method: parts.method.to_string(),
         path: parts
             .uri
