@@ -122,6 +122,9 @@ pub fn rules_check(config: &Config) -> u8 {
                 rules.rules().len(),
                 config.rules.dir.display()
             );
+            for risk in rules.fronting_risks() {
+                println!("{risk}");
+            }
             // A queue nobody owns fills silently: say so, without failing.
             for rule in rules.rules() {
                 if rule.action == crate::rules::Action::Review && rule.reviewers.is_empty() {

@@ -8,7 +8,9 @@
 //! - [`load`]: TOML text → [`Rule`], every error located precisely.
 //! - [`matcher`]: compiled glob sets, first-match decisions, explanations.
 //! - [`summary`]: the one-line templates a reviewer reads.
+//! - [`fronting`]: blind hosts that share a front end with guarded ones.
 
+mod fronting;
 mod load;
 mod matcher;
 mod summary;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use crate::window::Window;
 
+pub use fronting::FrontingRisk;
 pub use load::{load_dir, parse_file};
 pub use matcher::{Explanation, RuleSet};
 pub use summary::Summary;
