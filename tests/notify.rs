@@ -164,7 +164,8 @@ async fn events_arrive_signed_with_a_link_to_the_card() {
     assert_eq!(doc["rule"], "mail-send");
     assert_eq!(doc["label"], "Outbound client message");
     assert_eq!(doc["summary"], "Email to client@example.com: Your quote");
-    assert_eq!(doc["agent"], "follow-up-bot");
+    assert_eq!(doc["agent"], "127.0.0.1");
+    assert_eq!(doc["agent_label"], "follow-up-bot");
     assert_eq!(doc["trigger"], "Deal inactive for 7 days");
     assert_eq!(doc["outcome"], Value::Null);
     assert_eq!(doc["link"], format!("{}/#hold={id}", a.review_url()));

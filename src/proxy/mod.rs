@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod forward;
 pub mod held;
+pub mod identity;
 pub mod intercept;
 pub mod respond;
 pub mod tunnel;
@@ -48,6 +49,9 @@ pub struct Proxy {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How long an agent may take to send a request head.
     pub header_timeout: std::time::Duration,
+    /// `[[agent]]`: when not empty, every CONNECT and plain-HTTP request
+    /// must authenticate as one of them.
+    pub agents: Arc<[crate::config::Agent]>,
 }
 
 /// An agent connection's place under `[proxy] max_connections`: held by
@@ -61,9 +65,10 @@ pub type Slot = Arc<tokio::sync::OwnedSemaphorePermit>;
 pub struct Target {
     pub scheme: Scheme,
     pub authority: Authority,
-    /// The `Proxy-Authorization` user of the CONNECT that opened an
-    /// intercepted connection: requests inside carry no proxy headers.
-    pub proxy_user: Option<String>,
+    /// Who sent the request, as the CONNECT that opened an intercepted
+    /// connection (requests inside carry no proxy headers) or the plain
+    /// request itself established it.
+    pub agent: identity::Identity,
 }
 
 impl Target {
@@ -147,8 +152,12 @@ impl Proxy {
         peer: SocketAddr,
         slot: Slot,
     ) -> Response<Body> {
+        let Some(agent) = identity::identify(&self.agents, req.headers(), peer) else {
+            tracing::info!(%peer, method = %req.method(), "proxy credentials missing or wrong");
+            return respond::error(&ProxyError::ProxyAuthRequired);
+        };
         if req.method() == Method::CONNECT {
-            return connect::handle(self, req, peer, slot).await;
+            return connect::handle(self, req, peer, slot, agent).await;
         }
         let uri = req.uri();
         match (uri.scheme(), uri.authority()) {
@@ -156,7 +165,7 @@ impl Proxy {
                 let target = Target {
                     scheme: Scheme::HTTP,
                     authority: without_userinfo(authority),
-                    proxy_user: None,
+                    agent,
                 };
                 forward::handle(&self, req, &target, peer, &slot).await
             }
