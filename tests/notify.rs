@@ -554,3 +554,44 @@ async fn a_receiver_that_refuses_a_delivery_is_not_asked_again() {
     assert_eq!(metric(&text, "airlock_notify_outbox"), 0.0, "{text}");
     a.stop().await;
 }
+
+#[tokio::test]
+async fn an_unmatched_hold_is_told_to_the_unmatched_reviewers_not_to_other_reviewers() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let (alice, bob) = (Webhook::start().await, Webhook::start().await);
+    let extra = format!(
+        "[defaults]\nunmatched_reviewers = [\"bob\"]\n{}",
+        reviewers_with_hooks(&alice, &bob)
+    );
+    let a = airlock_with(&pki, RULES, "", &extra, TestClock::new().clock()).await;
+    let unmatched = client(&a.proxy_url(), &[&a.ca_pem()])
+        .delete(format!("https://mail.test:{}/v3/contacts/42", up.port()))
+        .send()
+        .await
+        .unwrap();
+    let unmatched = common::hold_id(&unmatched);
+    let got = bob
+        .wait_until(WAIT, "bob's held", |d| {
+            !Webhook::events(d, "held").is_empty()
+        })
+        .await;
+    let doc = Webhook::events(&got, "held")[0].json();
+    assert_eq!(
+        (&doc["id"], &doc["rule"]),
+        (&json!(unmatched), &json!("unmatched"))
+    );
+    // alice owns the mail rule only: she hears of her hold, not of that one.
+    let mail = common::hold_id(&send_mail(&a, up.port()).await);
+    let got = alice
+        .wait_until(WAIT, "alice's held", |d| {
+            !Webhook::events(d, "held").is_empty()
+        })
+        .await;
+    let told: Vec<Value> = Webhook::events(&got, "held")
+        .iter()
+        .map(|d| d.json()["id"].clone())
+        .collect();
+    assert_eq!(told, [json!(mail)]);
+    a.stop().await;
+}

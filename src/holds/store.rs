@@ -530,7 +530,8 @@ impl Store {
                 &hold,
                 SYSTEM,
                 serde_json::json!({
-                    "agent": hold.agent, "trigger": hold.trigger, "method": hold.method,
+                    "agent": hold.agent, "agent_label": hold.agent_label,
+                    "trigger": hold.trigger, "method": hold.method,
                     "url": hold.url, "expires_at": hold.expires_at, "body_size": hold.body_size,
                 }),
             )?;

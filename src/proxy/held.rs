@@ -188,13 +188,10 @@ pub async fn hold(
             StoreError::TooManyPending {
                 max,
                 soonest_expiry,
-            } => {
-                tracing::warn!(%peer, agent = %target.agent.name, max, "pending cap reached: request refused, nothing held");
-                ProxyError::TooManyHolds {
-                    max,
-                    retry_after: retry_after(now, soonest_expiry),
-                }
-            }
+            } => ProxyError::TooManyHolds {
+                max,
+                retry_after: retry_after(now, soonest_expiry),
+            },
             e => ProxyError::Hold(e.to_string()),
         })?;
     let hold = match created {
@@ -206,7 +203,7 @@ pub async fn hold(
         }
         Created::Existing(existing) => return answer_retry(holding, existing).await,
         Created::New(hold) => {
-            tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, "request held for review");
+            tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, %peer, "request held for review");
             hold
         }
     };
