@@ -1,5 +1,7 @@
-//! The forward proxy: one agent connection at a time, each request routed to
-//! CONNECT handling (tunnel, refuse or intercept) or to request forwarding.
+//! The forward proxy: one agent connection at a time, each request first
+//! tied to an agent identity ([`identity`]; `407` when `[[agent]]` entries
+//! demand credentials it lacks), then routed to CONNECT handling (tunnel,
+//! refuse or intercept) or to request forwarding.
 //!
 //! Data flows one way: listener → proxy → rules → (tunnel | forward | refuse).
 //! The proxy never reaches into the review server; it answers held requests
