@@ -52,7 +52,7 @@ fn main() {
         for i in 0..1000 {
             let t = Instant::now();
             store
-                .create(support::pending_hold(i), support::mail_body(i))
+                .create(support::pending_hold(i), support::mail_body(i), u64::MAX)
                 .await
                 .unwrap();
             lat.push(t.elapsed());
@@ -71,7 +71,7 @@ fn main() {
                 .map(|i| {
                     let s = store.clone();
                     tokio::spawn(async move {
-                        s.create(support::pending_hold(i), support::mail_body(i))
+                        s.create(support::pending_hold(i), support::mail_body(i), u64::MAX)
                             .await
                             .unwrap()
                     })

@@ -53,7 +53,7 @@ fn main() {
         for i in 0..1000 {
             running
                 .store
-                .create(support::pending_hold(i), support::mail_body(i))
+                .create(support::pending_hold(i), support::mail_body(i), u64::MAX)
                 .await
                 .unwrap();
         }

@@ -38,6 +38,8 @@ pub struct Config {
     /// `[business_hours]`: what a business day (`1bd`) means.
     pub business_hours: WorkingClock,
     pub reviewers: Vec<Reviewer>,
+    /// `[[agent]]`: with any, every agent authenticates to the proxy.
+    pub agents: Vec<Agent>,
     pub notify: Vec<NotifySink>,
 }
 
@@ -92,6 +94,11 @@ pub struct Defaults {
     pub unmatched: Action,
     pub window: Window,
     pub held_status: StatusCode,
+    /// Pending holds one agent identity may have at once; past it a
+    /// reviewed request gets 429 and nothing is stored. At least 1.
+    pub max_pending_per_agent: u64,
+    /// Reviewers (besides admins) who may decide holds no rule matched.
+    pub unmatched_reviewers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,6 +107,25 @@ pub struct Reviewer {
     pub token_sha256: [u8; 32],
     pub admin: bool,
     pub notify: Option<String>,
+}
+
+/// An agent allowed through the proxy: `Proxy-Authorization: Basic
+/// base64(name:token)`, the token stored only as its SHA-256.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub token_sha256: [u8; 32],
+}
+
+/// SHA-256 of a token, as `token_sha256` stores it.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Compares two token hashes in constant time.
+pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +280,8 @@ struct RawConfig {
     #[serde(default)]
     reviewer: Vec<Spanned<RawReviewer>>,
     #[serde(default)]
+    agent: Vec<Spanned<RawAgent>>,
+    #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
 }
 
@@ -303,6 +331,8 @@ struct RawDefaults {
     unmatched: S<String>,
     window: S<String>,
     held_status: S<u16>,
+    max_pending_per_agent: S<u16>,
+    unmatched_reviewers: S<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -322,6 +352,13 @@ struct RawReviewer {
     #[serde(default)]
     admin: bool,
     notify: S<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: Spanned<String>,
+    token_sha256: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -686,6 +723,20 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
                 _ => Err(format!("{n} is not an HTTP status from 200 to 599")),
             },
         ),
+        max_pending_per_agent: b.scalar(
+            "defaults",
+            "max_pending_per_agent",
+            d.max_pending_per_agent,
+            20,
+            |n: u16| {
+                if n == 0 {
+                    Err("at least 1: an agent must be able to have one request held".into())
+                } else {
+                    Ok(u64::from(n))
+                }
+            },
+        ),
+        unmatched_reviewers: Vec::new(),
     };
     let h = raw.business_hours;
     let start = b.scalar("business_hours", "start", h.start, 9 * 60, |s: String| {
@@ -750,6 +801,19 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             format!("reviewer {name:?} is listed twice"),
         );
     }
+    let mut defaults = defaults;
+    defaults.unmatched_reviewers = known_reviewers(
+        b,
+        &reviewers,
+        "[defaults] unmatched_reviewers",
+        d.unmatched_reviewers,
+    );
+    let mut agents: Vec<Agent> = Vec::new();
+    for raw in raw.agent {
+        if let Some(agent) = build_agent(b, raw, &agents) {
+            agents.push(agent);
+        }
+    }
     let notify: Vec<NotifySink> = raw
         .notify
         .into_iter()
@@ -775,8 +839,66 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         defaults,
         business_hours,
         reviewers,
+        agents,
         notify,
     }
+}
+
+/// A list of reviewer names, each of which must be a configured `[[reviewer]]`.
+fn known_reviewers(
+    b: &mut Builder<'_>,
+    reviewers: &[Reviewer],
+    key: &str,
+    raw: S<Vec<String>>,
+) -> Vec<String> {
+    let Some(raw) = raw else { return Vec::new() };
+    let span = raw.span();
+    let mut out = Vec::new();
+    for name in raw.into_inner() {
+        if reviewers.iter().any(|r| r.name == name) {
+            out.push(name);
+        } else {
+            b.file_error(
+                span.clone(),
+                key.to_owned(),
+                format!("{name:?} is not a configured [[reviewer]] name"),
+            );
+        }
+    }
+    out
+}
+
+fn build_agent(b: &mut Builder<'_>, raw: Spanned<RawAgent>, before: &[Agent]) -> Option<Agent> {
+    let raw = raw.into_inner();
+    let name_span = raw.name.span();
+    let name = raw.name.into_inner();
+    if name.is_empty() || name.contains(|c: char| c == ':' || c.is_control()) {
+        b.file_error(
+            name_span,
+            "[[agent]] name".into(),
+            format!("{name:?}: an agent name needs at least one character and no colon or control characters (it is the user name of Proxy-Authorization: Basic)"),
+        );
+        return None;
+    }
+    if before.iter().any(|a| a.name == name) {
+        b.file_error(
+            name_span,
+            "[[agent]] name".into(),
+            format!("agent {name:?} is listed twice"),
+        );
+        return None;
+    }
+    let Some(token_sha256) = parse_sha256_hex(raw.token_sha256.get_ref()) else {
+        b.file_error(
+            raw.token_sha256.span(),
+            "[[agent]] token_sha256".into(),
+            format!(
+                "agent {name:?}: expected 64 hexadecimal characters (the SHA-256 of the token)"
+            ),
+        );
+        return None;
+    };
+    Some(Agent { name, token_sha256 })
 }
 
 fn build_reviewer(b: &mut Builder<'_>, raw: Spanned<RawReviewer>) -> Option<Reviewer> {
@@ -1255,6 +1377,95 @@ mod tests {
             "{errs}"
         );
         assert!(errs.0[1].to_string().contains("exploded"), "{errs}");
+    }
+
+    #[test]
+    fn the_pending_cap_defaults_to_20_can_be_set_and_refuses_0() {
+        assert_eq!(parse("").unwrap().defaults.max_pending_per_agent, 20);
+        let c = parse("[defaults]\nmax_pending_per_agent = 5\n").unwrap();
+        assert_eq!(c.defaults.max_pending_per_agent, 5);
+        let env = Env::from_pairs([("AIRLOCK_DEFAULTS_MAX_PENDING_PER_AGENT", "7")]);
+        let c = Config::parse(
+            "airlock.toml",
+            "[defaults]\nmax_pending_per_agent = 5\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.defaults.max_pending_per_agent, 7);
+        let msg = only_error("[defaults]\nmax_pending_per_agent = 0\n", &Env::default());
+        assert!(
+            msg.starts_with("airlock.toml:2:25: [defaults] max_pending_per_agent: at least 1"),
+            "{msg}"
+        );
+        let env = Env::from_pairs([("AIRLOCK_DEFAULTS_MAX_PENDING_PER_AGENT", "many")]);
+        let msg = only_error("", &env);
+        assert!(
+            msg.starts_with("environment variable AIRLOCK_DEFAULTS_MAX_PENDING_PER_AGENT:"),
+            "{msg}"
+        );
+    }
+
+    fn reviewer_toml(name: &str, admin: bool) -> String {
+        let hash = "a".repeat(64);
+        format!("[[reviewer]]\nname = \"{name}\"\ntoken_sha256 = \"{hash}\"\nadmin = {admin}\n")
+    }
+
+    #[test]
+    fn unmatched_reviewers_must_be_configured_reviewers() {
+        let text = format!(
+            "[defaults]\nunmatched_reviewers = [\"bob\"]\n{}{}",
+            reviewer_toml("alice", false),
+            reviewer_toml("bob", false)
+        );
+        assert_eq!(parse(&text).unwrap().defaults.unmatched_reviewers, ["bob"]);
+        assert!(parse("").unwrap().defaults.unmatched_reviewers.is_empty());
+        let text = format!(
+            "[defaults]\nunmatched_reviewers = [\"bob\", \"carol\"]\n{}",
+            reviewer_toml("bob", false)
+        );
+        let msg = only_error(&text, &Env::default());
+        assert_eq!(
+            msg,
+            "airlock.toml:2:23: [defaults] unmatched_reviewers: \"carol\" is not a configured [[reviewer]] name"
+        );
+    }
+
+    #[test]
+    fn agents_need_a_plain_name_once_and_a_token_hash() {
+        let hash = "b".repeat(64);
+        let text = format!("[[agent]]\nname = \"quote-bot\"\ntoken_sha256 = \"{hash}\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.agents.len(), 1);
+        assert_eq!(c.agents[0].name, "quote-bot");
+        assert_eq!(c.agents[0].token_sha256, [0xbb; 32]);
+        assert!(parse("").unwrap().agents.is_empty());
+
+        let msg = only_error(
+            &format!("[[agent]]\nname = \"a:b\"\ntoken_sha256 = \"{hash}\"\n"),
+            &Env::default(),
+        );
+        assert!(
+            msg.starts_with("airlock.toml:2:8: [[agent]] name:"),
+            "{msg}"
+        );
+        let msg = only_error(
+            "[[agent]]\nname = \"quote-bot\"\ntoken_sha256 = \"short\"\n",
+            &Env::default(),
+        );
+        assert!(
+            msg.starts_with("airlock.toml:3:16: [[agent]] token_sha256:"),
+            "{msg}"
+        );
+        let twice = format!("{text}{text}");
+        let msg = only_error(&twice, &Env::default());
+        assert!(
+            msg.starts_with(
+                "airlock.toml:5:8: [[agent]] name: agent \"quote-bot\" is listed twice"
+            ),
+            "{msg}"
+        );
+        let msg = only_error("[[agent]]\nname = \"x\"\n", &Env::default());
+        assert!(msg.contains("token_sha256"), "{msg}");
     }
 
     #[test]

@@ -23,6 +23,21 @@ pub enum ProxyError {
     /// A reviewed request could not be held: it is refused, never sent.
     #[error("the request needs review and could not be held: {0}")]
     Hold(String),
+    /// `[[agent]]` entries are configured and the request did not prove one.
+    #[error(
+        "airlock needs proxy credentials: Proxy-Authorization: Basic base64(name:token), as a proxy URL http://name:token@host:port sends. Nothing was sent or held."
+    )]
+    ProxyAuthRequired,
+    /// The agent's `Idempotency-Key` already named a different request.
+    #[error(
+        "This request was NOT sent or held: its Idempotency-Key was already used for a different request. A new request needs a new key."
+    )]
+    IdempotencyKeyReused,
+    /// The agent already has `[defaults] max_pending_per_agent` pending holds.
+    #[error(
+        "This request was NOT sent or held: this agent already has {max} requests waiting for review. Retry after {retry_after} seconds, once one is decided."
+    )]
+    TooManyHolds { max: u64, retry_after: u64 },
     /// The upstream could not be reached or did not answer.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -35,6 +50,9 @@ impl ProxyError {
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Hold(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ProxyAuthRequired => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            ProxyError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ProxyError::TooManyHolds { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Upstream(
                 UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout(_),
             ) => StatusCode::GATEWAY_TIMEOUT,
@@ -49,6 +67,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => "too_large",
             ProxyError::ClientBody(_) => "bad_request",
             ProxyError::Hold(_) => "unavailable",
+            ProxyError::ProxyAuthRequired => "proxy_auth_required",
+            ProxyError::IdempotencyKeyReused => "idempotency_key_reused",
+            ProxyError::TooManyHolds { .. } => "too_many_holds",
             ProxyError::Upstream(_) => "bad_gateway",
         }
     }

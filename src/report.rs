@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::holds::UNMATCHED_RULE;
 use crate::holds::stats::{self, Figures, RuleFigures};
 use crate::holds::{Store, StoreError};
-use crate::proxy::held::UNMATCHED_RULE;
 use crate::rules::{Action, RuleSet};
 
 /// A reviewed rule this reliably approved, this fast, is rubber-stamped:

@@ -187,6 +187,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         business_hours: config.business_hours.clone(),
         default_window: config.defaults.window,
         held_status: config.defaults.held_status,
+        max_pending_per_agent: config.defaults.max_pending_per_agent,
         public_url: std::sync::OnceLock::new(),
         stop: stop.clone(),
     });
@@ -196,6 +197,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         source,
     })?;
     let n_workers = worker_count(config);
+    let agents: Arc<[crate::config::Agent]> = config.agents.clone().into();
     let mut proxies = Vec::with_capacity(n_workers);
     for _ in 0..n_workers {
         // Each worker has its own upstream pool: a connection it opens is
@@ -209,6 +211,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
             stop: stop.clone(),
             metrics: metrics.clone(),
             header_timeout: config.proxy.header_timeout,
+            agents: agents.clone(),
         }));
     }
     let upstream_for_notify = upstream.clone();
@@ -228,6 +231,7 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         releaser: releaser.clone(),
         reloader: reloader.clone(),
         reviewers,
+        unmatched_reviewers: config.defaults.unmatched_reviewers.clone(),
         ca_pem: ca.cert_pem().to_owned(),
         shutdown: stop.clone(),
         secure_cookies: url.starts_with("https://"),

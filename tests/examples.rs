@@ -173,7 +173,10 @@ async fn the_five_minute_walkthrough_holds_then_delivers_the_email() {
         .unwrap();
     let holds = list["holds"].as_array().unwrap();
     assert_eq!(holds.len(), 2);
-    let py = holds.iter().find(|h| h["agent"] == "quote-agent").unwrap();
+    let py = holds
+        .iter()
+        .find(|h| h["agent_label"] == "quote-agent")
+        .unwrap();
     assert_eq!(py["summary"], "Email to client@example.com: Your quote");
     let id = py["id"].as_str().unwrap();
     let status = http
@@ -227,7 +230,7 @@ async fn the_five_minute_walkthrough_holds_then_delivers_the_email() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|h| h["agent"] == "quote-agent")
+            .find(|h| h["agent_label"] == "quote-agent")
             .and_then(|h| h["id"].as_str().map(str::to_owned));
         if let Some(id) = found {
             break id;

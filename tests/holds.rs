@@ -71,7 +71,10 @@ async fn held_email_is_sent_once_after_approval() {
     assert_eq!(card["id"], id);
     assert_eq!(card["summary"], "Email to client@example.com: Your quote");
     assert_eq!(card["label"], "Outbound client message");
-    assert_eq!(card["agent"], "quote-bot");
+    // Without [[agent]] entries the identity is the client's address; the
+    // name the agent gave itself is only a label.
+    assert_eq!(card["agent"], "127.0.0.1");
+    assert_eq!(card["agent_label"], "quote-bot");
     assert_eq!(card["trigger"], "Client asked for a quote");
     let full = api.get(&format!("/api/holds/{id}"), ALICE.1).await;
     assert_eq!(full["request"]["body"], MAIL);
@@ -396,11 +399,11 @@ async fn events_stream_tells_of_holds_as_they_happen() {
 }
 
 #[tokio::test]
-async fn idempotency_key_makes_a_changed_retry_the_same_hold() {
-    let (_pki, up, a, _api, _) = setup().await;
+async fn idempotency_key_reused_with_a_changed_request_is_refused() {
+    let (_pki, up, a, api, _) = setup().await;
     let c = client(&a.proxy_url(), &[&a.ca_pem()]);
     let url = format!("https://mail.test:{}/v3/mail/send", up.port());
-    let mut ids = Vec::new();
+    let mut statuses = Vec::new();
     for body in [
         MAIL,
         r#"{"to":"client@example.com","subject":"Your quote (retry)"}"#,
@@ -412,9 +415,11 @@ async fn idempotency_key_makes_a_changed_retry_the_same_hold() {
             .send()
             .await
             .unwrap();
-        ids.push(common::hold_id(&res));
+        statuses.push(res.status().as_u16());
     }
-    assert_eq!(ids[0], ids[1]);
+    assert_eq!(statuses, [403, 422]);
+    let list = api.get("/api/holds?state=pending", ALICE.1).await;
+    assert_eq!(list["holds"].as_array().unwrap().len(), 1);
     a.stop().await;
 }
 
@@ -472,7 +477,15 @@ async fn without_reviewers_an_admin_token_is_made_once_and_the_server_stays_on_l
 
 #[tokio::test]
 async fn many_agents_holding_at_once_are_all_answered() {
-    let (_pki, up, a, api, _) = setup().await;
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    // All of them come from 127.0.0.1, one identity: lift its pending cap.
+    let extra = format!(
+        "[defaults]\nmax_pending_per_agent = 100\n{}",
+        reviewers_toml()
+    );
+    let a = airlock_with(&pki, RULES, "", &extra, TestClock::new().clock()).await;
+    let api = Api::new(a.review_url());
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let (proxy, ca) = (a.proxy_url(), a.ca_pem());

@@ -164,7 +164,8 @@ async fn events_arrive_signed_with_a_link_to_the_card() {
     assert_eq!(doc["rule"], "mail-send");
     assert_eq!(doc["label"], "Outbound client message");
     assert_eq!(doc["summary"], "Email to client@example.com: Your quote");
-    assert_eq!(doc["agent"], "follow-up-bot");
+    assert_eq!(doc["agent"], "127.0.0.1");
+    assert_eq!(doc["agent_label"], "follow-up-bot");
     assert_eq!(doc["trigger"], "Deal inactive for 7 days");
     assert_eq!(doc["outcome"], Value::Null);
     assert_eq!(doc["link"], format!("{}/#hold={id}", a.review_url()));
@@ -551,5 +552,46 @@ async fn a_receiver_that_refuses_a_delivery_is_not_asked_again() {
     let dropped = "airlock_notify_deliveries_total{sink=\"hooks\",result=\"dropped\"}";
     assert_eq!(metric(&text, dropped), 1.0, "{text}");
     assert_eq!(metric(&text, "airlock_notify_outbox"), 0.0, "{text}");
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn an_unmatched_hold_is_told_to_the_unmatched_reviewers_not_to_other_reviewers() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let (alice, bob) = (Webhook::start().await, Webhook::start().await);
+    let extra = format!(
+        "[defaults]\nunmatched_reviewers = [\"bob\"]\n{}",
+        reviewers_with_hooks(&alice, &bob)
+    );
+    let a = airlock_with(&pki, RULES, "", &extra, TestClock::new().clock()).await;
+    let unmatched = client(&a.proxy_url(), &[&a.ca_pem()])
+        .delete(format!("https://mail.test:{}/v3/contacts/42", up.port()))
+        .send()
+        .await
+        .unwrap();
+    let unmatched = common::hold_id(&unmatched);
+    let got = bob
+        .wait_until(WAIT, "bob's held", |d| {
+            !Webhook::events(d, "held").is_empty()
+        })
+        .await;
+    let doc = Webhook::events(&got, "held")[0].json();
+    assert_eq!(
+        (&doc["id"], &doc["rule"]),
+        (&json!(unmatched), &json!("unmatched"))
+    );
+    // alice owns the mail rule only: she hears of her hold, not of that one.
+    let mail = common::hold_id(&send_mail(&a, up.port()).await);
+    let got = alice
+        .wait_until(WAIT, "alice's held", |d| {
+            !Webhook::events(d, "held").is_empty()
+        })
+        .await;
+    let told: Vec<Value> = Webhook::events(&got, "held")
+        .iter()
+        .map(|d| d.json()["id"].clone())
+        .collect();
+    assert_eq!(told, [json!(mail)]);
     a.stop().await;
 }

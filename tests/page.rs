@@ -155,6 +155,7 @@ async fn a_reviewer_decides_holds_from_the_page() {
             .header("content-type", "application/json")
             .header("authorization", "Bearer sg-secret-never-shown")
             .header("airlock-trigger", "Client asked for a quote")
+            .header("airlock-agent", "quote-bot")
             .body(json!({"to": to, "subject": subject, "text": "Total: 1,200 EUR"}).to_string())
             .send()
     };
@@ -183,6 +184,11 @@ async fn a_reviewer_decides_holds_from_the_page() {
         "{text}"
     );
     assert!(text.contains("1,200 EUR"), "{text}");
+    // The agent is its address; the name it gave itself is marked unchecked.
+    assert!(
+        text.contains("agent 127.0.0.1 · calls itself \"quote-bot\" (unverified)"),
+        "{text}"
+    );
     assert!(
         !b.client
             .source()

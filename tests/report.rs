@@ -209,7 +209,7 @@ async fn make(
     hold.expires_at = created + SignedDuration::from_hours(2);
     set(created);
     store
-        .create(hold.clone(), support::mail_body(i))
+        .create(hold.clone(), support::mail_body(i), u64::MAX)
         .await
         .unwrap();
     match fate {

@@ -263,7 +263,8 @@ async fn document_delivery_expiry_tells_the_agent_enough_to_send_a_holding_messa
     assert_eq!(note["id"], id);
     assert_eq!(note["unactioned"], true);
     assert_eq!(note["outcome"]["sent"], false);
-    assert_eq!(note["agent"], "docs-bot");
+    assert_eq!(note["agent"], "127.0.0.1");
+    assert_eq!(note["agent_label"], "docs-bot");
     assert_eq!(
         note["trigger"],
         "Client asked for a certificate of insurance"
@@ -280,7 +281,12 @@ async fn unrecognised_input_is_held_as_no_matching_rule_and_dismissed_unsent() {
     let pki = Pki::new();
     let up = upstream(Some(&pki)).await;
     let clock = TestClock::new();
-    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), clock.clock()).await;
+    // alice, besides the admins, decides what no rule classifies.
+    let extra = format!(
+        "[defaults]\nunmatched_reviewers = [\"alice\"]\n{}",
+        reviewers_toml()
+    );
+    let a = airlock_with(&pki, RULES, "", &extra, clock.clock()).await;
     let api = Api::new(a.review_url());
     let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
     let reply = || {

@@ -14,6 +14,7 @@ pub fn pending_hold(i: u64) -> Hold {
         label: "Outbound client message".into(),
         summary: format!("Email to client{i}@example.com: Your quote #{i}"),
         agent: "quote-bot".into(),
+        agent_label: None,
         trigger: "Client asked for a quote".into(),
         method: "POST".into(),
         url: "https://api.sendgrid.com/v3/mail/send".into(),

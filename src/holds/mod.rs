@@ -68,6 +68,10 @@ impl std::fmt::Display for State {
     }
 }
 
+/// The rule name and label a hold records when no rule matched its request.
+pub const UNMATCHED_RULE: &str = "unmatched";
+pub const UNMATCHED_LABEL: &str = "No matching rule";
+
 /// Headers that carry credentials: redacted in every answer and purged from
 /// the store once a hold is final.
 pub const CREDENTIAL_HEADERS: &[&str] = &[
@@ -102,7 +106,14 @@ pub struct Hold {
     pub rule: String,
     pub label: String,
     pub summary: String,
+    /// The agent's identity: its `[[agent]]` name when agents authenticate,
+    /// else the client's IP address. Retries, idempotency keys and the
+    /// pending cap are keyed by it.
     pub agent: String,
+    /// A name the agent gave itself (`Airlock-Agent`, or a proxy user name
+    /// nobody checked): shown to reviewers as unverified, never trusted.
+    #[serde(default)]
+    pub agent_label: Option<String>,
     pub trigger: String,
     pub method: String,
     pub url: String,
@@ -127,7 +138,7 @@ pub struct Hold {
     pub error: Option<String>,
     /// Secret of the agent's capability URL.
     pub status_token: String,
-    /// SHA-256 (hex) over agent, method, URL and body: identical retries.
+    /// SHA-256 (hex) over agent identity, method, URL and body: identical retries.
     pub fingerprint: String,
     pub idempotency_key: Option<String>,
     /// The stored response was already handed to one identical retry.
@@ -152,6 +163,15 @@ impl Hold {
     /// Whether `name` (lower case) is a credential for this hold.
     pub fn is_secret(&self, name: &str) -> bool {
         CREDENTIAL_HEADERS.contains(&name) || self.secret_headers.iter().any(|s| s == name)
+    }
+
+    /// The agent as a reviewer reads it: its identity, after the name it
+    /// gave itself, marked unverified, when it gave one.
+    pub fn agent_shown(&self) -> String {
+        match &self.agent_label {
+            Some(label) => format!("{label} (unverified; {})", self.agent),
+            None => self.agent.clone(),
+        }
     }
 
     /// Headers with credentials replaced, for anything a person or agent reads.

@@ -80,7 +80,7 @@ pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreEr
         });
         f.holds += 1;
         f.escalated += u64::from(hold.escalated_at.is_some());
-        if hold.rule == crate::proxy::held::UNMATCHED_RULE {
+        if hold.rule == super::UNMATCHED_RULE {
             let (host, path) = host_and_path(&hold.url);
             *unmatched
                 .entry((hold.method.clone(), host, path))

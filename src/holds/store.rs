@@ -6,8 +6,11 @@
 //! expires), `escalation` (escalate_at ‖ id, pending holds not yet
 //! escalated), `active` (pending and approved ids, for start-up recovery),
 //! `lookup` (retry fingerprints and idempotency keys → id), `tokens`
-//! (status-URL secret → id), `audit`, `meta`, and `outbox` (notification
-//! deliveries, opaque here, keyed by when they are next due). This module knows no HTTP:
+//! (status-URL secret → id), `agents` (each agent identity's pending holds
+//! and their count, kept true by every transition, so the pending cap is
+//! checked in the transaction that stores a hold), `audit`, `meta`, and
+//! `outbox` (notification deliveries, opaque here, keyed by when they are
+//! next due). This module knows no HTTP:
 //! it never sends anything and never decides who may decide.
 
 use std::path::Path;
@@ -45,6 +48,16 @@ pub enum StoreError {
     NotPending(State),
     #[error("this rule does not allow editing the body")]
     NotEditable,
+    /// The agent reused an idempotency key for a different request.
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// The agent already has as many pending holds as it may.
+    #[error("the agent already has {max} pending holds")]
+    TooManyPending {
+        max: u64,
+        /// When the agent's soonest-ending pending hold expires, if known.
+        soonest_expiry: Option<jiff::Timestamp>,
+    },
 }
 
 impl From<TransactionError<String>> for StoreError {
@@ -60,6 +73,16 @@ impl From<TransactionError<String>> for StoreError {
 fn decode_abort(reason: &str) -> StoreError {
     if reason == "not found" {
         StoreError::NotFound
+    } else if reason == IDEMPOTENCY_KEY_REUSED {
+        StoreError::IdempotencyKeyReused
+    } else if let Some(max) = reason.strip_prefix(TOO_MANY_PENDING) {
+        max.parse().map_or_else(
+            |_| StoreError::Corrupt(reason.into()),
+            |max| StoreError::TooManyPending {
+                max,
+                soonest_expiry: None,
+            },
+        )
     } else if let Some(state) = reason.strip_prefix("not pending: ") {
         State::parse(state).map_or_else(
             || StoreError::Corrupt(reason.into()),
@@ -69,6 +92,9 @@ fn decode_abort(reason: &str) -> StoreError {
         StoreError::Corrupt(reason.into())
     }
 }
+
+const IDEMPOTENCY_KEY_REUSED: &str = "idempotency key reused";
+const TOO_MANY_PENDING: &str = "too many pending: ";
 
 fn abort<T>(reason: impl Into<String>) -> ConflictableTransactionResult<T, String> {
     Err(ConflictableTransactionError::Abort(reason.into()))
@@ -130,6 +156,7 @@ struct Inner {
     active: Tree,
     lookup: Tree,
     tokens: Tree,
+    agents: Tree,
     audit: Tree,
     meta: Tree,
     outbox: Tree,
@@ -146,6 +173,7 @@ struct Tx<'a> {
     active: &'a TransactionalTree,
     lookup: &'a TransactionalTree,
     tokens: &'a TransactionalTree,
+    agents: &'a TransactionalTree,
     audit: &'a TransactionalTree,
     meta: &'a TransactionalTree,
 }
@@ -175,6 +203,32 @@ fn idempotency_lookup(agent: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// `agents` keys: `p` ‖ agent ‖ expires_at ‖ id for each pending hold (so
+/// an agent's soonest expiry comes first), `c` ‖ agent for their count. The
+/// agent is length-prefixed so that no identity is a prefix of another's keys.
+fn agent_prefix(kind: u8, agent: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agent.len() + 29);
+    k.push(kind);
+    k.extend_from_slice(&(agent.len() as u32).to_be_bytes());
+    k.extend_from_slice(agent.as_bytes());
+    k
+}
+
+fn agent_pending_key(hold: &Hold, key: &[u8; 16]) -> Vec<u8> {
+    let mut k = agent_prefix(b'p', &hold.agent);
+    k.extend_from_slice(&expiry_key(hold, key));
+    k
+}
+
+fn agent_count_key(agent: &str) -> Vec<u8> {
+    agent_prefix(b'c', agent)
+}
+
+fn read_count(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 fn fingerprint_lookup(fingerprint: &str) -> Vec<u8> {
     let mut k = b"f:".to_vec();
     k.extend_from_slice(fingerprint.as_bytes());
@@ -196,9 +250,44 @@ impl Tx<'_> {
         }
     }
 
+    /// How many holds of `agent` are pending.
+    fn pending_of(&self, agent: &str) -> ConflictableTransactionResult<u64, String> {
+        Ok(read_count(self.agents.get(agent_count_key(agent))?))
+    }
+
+    /// Keeps the agent's pending index and count true to the hold's state:
+    /// every transition passes here, so leaving `pending` (decided,
+    /// expired, or anything else) frees the agent's place.
+    fn index_agent(
+        &self,
+        hold: &Hold,
+        key: &[u8; 16],
+    ) -> ConflictableTransactionResult<(), String> {
+        let pk = agent_pending_key(hold, key);
+        let pending = hold.state == State::Pending;
+        let indexed = self.agents.get(&pk)?.is_some();
+        if pending == indexed {
+            return Ok(());
+        }
+        let ck = agent_count_key(&hold.agent);
+        let count = self.pending_of(&hold.agent)?;
+        if pending {
+            self.agents.insert(pk, &[])?;
+            self.agents.insert(ck, &(count + 1).to_be_bytes())?;
+        } else {
+            self.agents.remove(pk)?;
+            match count.saturating_sub(1) {
+                0 => self.agents.remove(ck)?,
+                n => self.agents.insert(ck, &n.to_be_bytes())?,
+            };
+        }
+        Ok(())
+    }
+
     /// Writes a hold and keeps the indexes true to its state; purges
     /// credentials once the state is final.
     fn put(&self, hold: &mut Hold, key: &[u8; 16]) -> ConflictableTransactionResult<(), String> {
+        self.index_agent(hold, key)?;
         if hold.state.is_final() {
             let secret: Vec<bool> = hold
                 .headers
@@ -277,6 +366,7 @@ impl Store {
                 active: db.open_tree("active")?,
                 lookup: db.open_tree("lookup")?,
                 tokens: db.open_tree("tokens")?,
+                agents: db.open_tree("agents")?,
                 audit: db.open_tree("audit")?,
                 meta: db.open_tree("meta")?,
                 outbox: db.open_tree("outbox")?,
@@ -323,11 +413,23 @@ impl Store {
             &i.active,
             &i.lookup,
             &i.tokens,
+            &i.agents,
             &i.audit,
             &i.meta,
         )
             .transaction(
-                |(holds, bodies, expiry, escalation, active, lookup, tokens, audit, meta)| {
+                |(
+                    holds,
+                    bodies,
+                    expiry,
+                    escalation,
+                    active,
+                    lookup,
+                    tokens,
+                    agents,
+                    audit,
+                    meta,
+                )| {
                     f(&Tx {
                         holds,
                         bodies,
@@ -336,6 +438,7 @@ impl Store {
                         active,
                         lookup,
                         tokens,
+                        agents,
                         audit,
                         meta,
                     })
@@ -368,7 +471,19 @@ impl Store {
     /// Stores a new hold durably, unless an identical request's hold still
     /// stands (pending, approved, released and not yet replayed, or
     /// dismissed), in which case that one is returned.
-    pub async fn create(&self, hold: Hold, body: Bytes) -> Result<Created, StoreError> {
+    ///
+    /// Refused, with nothing stored: an idempotency key this agent already
+    /// used for a different request ([`StoreError::IdempotencyKeyReused`]),
+    /// and a new hold for an agent that already has `max_pending` pending
+    /// ([`StoreError::TooManyPending`]). The cap is checked in the
+    /// transaction that stores the hold, so concurrent requests never pass
+    /// it together.
+    pub async fn create(
+        &self,
+        hold: Hold,
+        body: Bytes,
+        max_pending: u64,
+    ) -> Result<Created, StoreError> {
         let key = id_key(&hold.id).ok_or_else(|| StoreError::Corrupt("bad hold id".into()))?;
         let now = self.now();
         let fp = fingerprint_lookup(&hold.fingerprint);
@@ -377,17 +492,29 @@ impl Store {
             .as_deref()
             .map(|k| idempotency_lookup(&hold.agent, k));
         let result = self.transact(|tx| {
-            for lookup in std::iter::once(&fp).chain(idem.as_ref()) {
-                if let Some(existing) = tx.lookup.get(lookup)? {
-                    let Ok(existing_key) = <[u8; 16]>::try_from(&existing[..]) else {
-                        continue;
-                    };
-                    if let Some(existing) = tx.get(&existing_key)?
-                        && stands(&existing)
-                    {
-                        return Ok((Created::Existing(existing), None));
-                    }
+            // The key first: reused for a different request it is refused
+            // even when that request is itself another hold's retry.
+            for lookup in idem.iter().chain(std::iter::once(&fp)) {
+                let Some(existing) = tx.lookup.get(lookup)? else {
+                    continue;
+                };
+                let Ok(existing_key) = <[u8; 16]>::try_from(&existing[..]) else {
+                    continue;
+                };
+                let Some(existing) = tx.get(&existing_key)? else {
+                    continue;
+                };
+                // Keys are per agent identity: another agent's key is
+                // never found here, and this agent's key names one request.
+                if existing.fingerprint != hold.fingerprint {
+                    return abort(IDEMPOTENCY_KEY_REUSED);
                 }
+                if stands(&existing) {
+                    return Ok((Created::Existing(existing), None));
+                }
+            }
+            if tx.pending_of(&hold.agent)? >= max_pending {
+                return abort(format!("{TOO_MANY_PENDING}{max_pending}"));
             }
             let mut hold = hold.clone();
             tx.put(&mut hold, &key)?;
@@ -403,12 +530,22 @@ impl Store {
                 &hold,
                 SYSTEM,
                 serde_json::json!({
-                    "agent": hold.agent, "trigger": hold.trigger, "method": hold.method,
+                    "agent": hold.agent, "agent_label": hold.agent_label,
+                    "trigger": hold.trigger, "method": hold.method,
                     "url": hold.url, "expires_at": hold.expires_at, "body_size": hold.body_size,
                 }),
             )?;
             Ok((Created::New(hold), Some(record)))
-        })?;
+        });
+        let result = match result {
+            Err(StoreError::TooManyPending { max, .. }) => {
+                return Err(StoreError::TooManyPending {
+                    max,
+                    soonest_expiry: self.soonest_expiry_of(&hold.agent)?,
+                });
+            }
+            other => other?,
+        };
         self.flush().await?;
         match result {
             (Created::New(hold), Some(record)) => {
@@ -417,6 +554,20 @@ impl Store {
             }
             (created, _) => Ok(created),
         }
+    }
+
+    /// How many holds of one agent identity are pending.
+    pub fn pending_of(&self, agent: &str) -> Result<u64, StoreError> {
+        Ok(read_count(self.inner.agents.get(agent_count_key(agent))?))
+    }
+
+    /// When the agent's soonest-ending pending hold expires.
+    fn soonest_expiry_of(&self, agent: &str) -> Result<Option<jiff::Timestamp>, StoreError> {
+        let prefix = agent_prefix(b'p', agent);
+        Ok(match self.inner.agents.scan_prefix(&prefix).keys().next() {
+            Some(k) => k?.get(prefix.len()..).and_then(key_time),
+            None => None,
+        })
     }
 
     pub fn get(&self, id: &str) -> Result<Option<Hold>, StoreError> {
@@ -773,6 +924,18 @@ impl Store {
             let Some(hold) = self.get_by_key(&key)? else {
                 continue;
             };
+            if hold.state == State::Pending
+                && !self
+                    .inner
+                    .agents
+                    .contains_key(agent_pending_key(&hold, &key))?
+            {
+                // Held before the per-agent index existed: count it now.
+                self.transact(|tx| match tx.get(&key)? {
+                    Some(mut hold) => tx.put(&mut hold, &key),
+                    None => Ok(()),
+                })?;
+            }
             if hold.state != State::Approved {
                 continue;
             }
@@ -1045,4 +1208,143 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock_at(ms: Arc<std::sync::atomic::AtomicI64>) -> Clock {
+        Arc::new(move || {
+            jiff::Timestamp::from_millisecond(ms.load(std::sync::atomic::Ordering::SeqCst))
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        })
+    }
+
+    fn hold(store: &Store, agent: &str, n: u32, window_secs: i64) -> Hold {
+        let now = store.now();
+        Hold {
+            id: uuid::Uuid::now_v7().to_string(),
+            state: State::Pending,
+            rule: "mail-send".into(),
+            label: "Outbound client message".into(),
+            summary: String::new(),
+            agent: agent.into(),
+            agent_label: None,
+            trigger: String::new(),
+            method: "POST".into(),
+            url: "https://mail.test/send".into(),
+            headers: Vec::new(),
+            secret_headers: Vec::new(),
+            body_size: 0,
+            content_type: None,
+            created_at: now,
+            expires_at: now + jiff::SignedDuration::from_secs(window_secs),
+            decided_at: None,
+            decided_by: None,
+            note: None,
+            reason: None,
+            edited: false,
+            sending: false,
+            response: None,
+            error: None,
+            status_token: crate::holds::random_token(),
+            fingerprint: format!("{agent}-{n}"),
+            idempotency_key: Some(format!("key-{n}")),
+            replayed: false,
+            max_wait_secs: 0,
+            reviewers: Vec::new(),
+            backup: Vec::new(),
+            escalate_at: None,
+            escalated_at: None,
+        }
+    }
+
+    async fn create(store: &Store, h: Hold, max: u64) -> Result<Created, StoreError> {
+        store.create(h, Bytes::new(), max).await
+    }
+
+    #[tokio::test]
+    async fn the_pending_cap_counts_each_agent_and_frees_a_place_on_every_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(std::sync::atomic::AtomicI64::new(
+            jiff::Timestamp::now().as_millisecond(),
+        ));
+        let store = Store::open(dir.path(), clock_at(now.clone())).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            match create(&store, hold(&store, "a", n, 60 + i64::from(n)), 3).await {
+                Ok(Created::New(h)) => ids.push(h.id),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(store.pending_of("a").unwrap(), 3);
+        match create(&store, hold(&store, "a", 9, 60), 3).await {
+            Err(StoreError::TooManyPending {
+                max: 3,
+                soonest_expiry: Some(at),
+            }) => assert_eq!(at, store.get(&ids[0]).unwrap().unwrap().expires_at),
+            other => panic!("{other:?}"),
+        }
+        // An identical request is not a new hold: it is never refused.
+        assert!(matches!(
+            create(&store, hold(&store, "a", 1, 60), 3).await,
+            Ok(Created::Existing(h)) if h.id == ids[1]
+        ));
+        // Another agent has its own count.
+        assert!(matches!(
+            create(&store, hold(&store, "b", 0, 60), 3).await,
+            Ok(Created::New(_))
+        ));
+        assert_eq!(store.pending_of("b").unwrap(), 1);
+
+        store.dismiss(&ids[0], "alice", None).await.unwrap();
+        assert_eq!(store.pending_of("a").unwrap(), 2);
+        store.approve(&ids[1], "alice", None, None).await.unwrap();
+        assert_eq!(store.pending_of("a").unwrap(), 1);
+        now.fetch_add(120_000, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(store.expire_due().await.unwrap().len(), 2);
+        assert_eq!(store.pending_of("a").unwrap(), 0);
+        assert_eq!(store.pending_of("b").unwrap(), 0);
+        assert!(matches!(
+            create(&store, hold(&store, "a", 9, 60), 3).await,
+            Ok(Created::New(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_names_one_request_of_one_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), system_clock()).unwrap();
+        let Ok(Created::New(first)) = create(&store, hold(&store, "a", 1, 60), 20).await else {
+            panic!("not created")
+        };
+        let mut changed = hold(&store, "a", 2, 60);
+        changed.idempotency_key = first.idempotency_key.clone();
+        assert!(matches!(
+            create(&store, changed, 20).await,
+            Err(StoreError::IdempotencyKeyReused)
+        ));
+        assert_eq!(store.pending_of("a").unwrap(), 1, "nothing stored");
+        // Another agent's use of the same key is its own.
+        let mut other = hold(&store, "b", 1, 60);
+        other.idempotency_key = first.idempotency_key.clone();
+        assert!(matches!(create(&store, other, 20).await, Ok(Created::New(h)) if h.id != first.id));
+    }
+
+    #[tokio::test]
+    async fn recovery_counts_pending_holds_the_index_does_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), system_clock()).unwrap();
+        for n in 0..2 {
+            create(&store, hold(&store, "a", n, 60), 20).await.unwrap();
+        }
+        // As a store written before the per-agent index would be.
+        store.inner.agents.clear().unwrap();
+        assert_eq!(store.pending_of("a").unwrap(), 0);
+        store.recover().await.unwrap();
+        assert_eq!(store.pending_of("a").unwrap(), 2);
+        store.recover().await.unwrap();
+        assert_eq!(store.pending_of("a").unwrap(), 2, "recovery is idempotent");
+    }
 }

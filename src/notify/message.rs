@@ -108,6 +108,7 @@ pub fn json(
         "label": hold.label,
         "summary": hold.summary,
         "agent": hold.agent,
+        "agent_label": hold.agent_label,
         "trigger": hold.trigger,
         "method": hold.method,
         "url": url_without_query(&hold.url),
@@ -150,7 +151,7 @@ pub fn slack(record: &Record, hold: &Hold, public_url: &str) -> Value {
     let context = format!(
         "{} · agent {} · rule `{}` · expires {}",
         escape(&hold.trigger),
-        escape(&hold.agent),
+        escape(&hold.agent_shown()),
         escape(&hold.rule),
         slack_time(hold.expires_at)
     );

@@ -107,6 +107,9 @@ pub struct Notifier {
     /// Reviewer name → personal hook.
     personal: HashMap<String, Target>,
     admins: Vec<String>,
+    /// Who owns holds no rule matched: the admins and `[defaults]
+    /// unmatched_reviewers`.
+    unmatched_owners: Vec<String>,
     public_url: String,
     metrics: Arc<Metrics>,
     wake: tokio::sync::Notify,
@@ -158,17 +161,25 @@ impl Notifier {
                 ))
             })
             .collect();
+        let admins: Vec<String> = config
+            .reviewers
+            .iter()
+            .filter(|r| r.admin)
+            .map(|r| r.name.clone())
+            .collect();
+        let mut unmatched_owners = admins.clone();
+        for name in &config.defaults.unmatched_reviewers {
+            if !unmatched_owners.contains(name) {
+                unmatched_owners.push(name.clone());
+            }
+        }
         Arc::new(Notifier {
             store,
             upstream,
             sinks: config.notify.iter().map(Target::from).collect(),
             personal,
-            admins: config
-                .reviewers
-                .iter()
-                .filter(|r| r.admin)
-                .map(|r| r.name.clone())
-                .collect(),
+            admins,
+            unmatched_owners,
             public_url,
             metrics,
             wake: tokio::sync::Notify::new(),
@@ -300,10 +311,13 @@ impl Notifier {
     }
 
     /// The reviewers whose personal hooks hear of `event`: the rule's
-    /// reviewers (admins when it names none) from the start, its backup
+    /// reviewers (admins when it names none; admins and `[defaults]
+    /// unmatched_reviewers` when no rule matched) from the start, its backup
     /// from escalation on, and all of them when it is over.
     fn people_for<'a>(&'a self, event: &str, hold: &'a Hold) -> Vec<&'a String> {
-        let owners = if hold.reviewers.is_empty() {
+        let owners = if hold.rule == crate::holds::UNMATCHED_RULE {
+            &self.unmatched_owners
+        } else if hold.reviewers.is_empty() {
             &self.admins
         } else {
             &hold.reviewers

@@ -23,6 +23,7 @@ pub async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     slot: super::Slot,
+    agent: super::identity::Identity,
 ) -> Response<Body> {
     let Some(authority) = req.uri().authority().cloned() else {
         return respond::error(&ProxyError::BadRequest("CONNECT needs host:port".into()));
@@ -35,7 +36,7 @@ pub async fn handle(
     let target = Target {
         scheme: Scheme::HTTPS,
         authority: normalise(authority),
-        proxy_user: super::held::proxy_user(req.headers()),
+        agent,
     };
     let rules = proxy.rules.load();
     let decision = rules.decide_connect(target.host());

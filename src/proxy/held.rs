@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -21,17 +20,19 @@ use super::forward::{AIRLOCK_AGENT, AIRLOCK_TRIGGER, strip_hop_by_hop};
 use super::{Target, respond};
 use crate::error::ProxyError;
 use crate::holds::store::Created;
-use crate::holds::{Hold, State, Store, hex, random_token};
+use crate::holds::{
+    Hold, State, Store, StoreError, UNMATCHED_LABEL, UNMATCHED_RULE, hex, random_token,
+};
 use crate::rules::Rule;
 use crate::upstream::Body;
 use crate::window::{Window, WorkingClock};
 
-/// The rule name and label of requests no rule matched.
-pub const UNMATCHED_RULE: &str = "unmatched";
-pub const UNMATCHED_LABEL: &str = "No matching rule";
-
 /// The default cap on `Prefer: wait`.
 const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// The longest `Retry-After` an agent over its pending cap is given: a
+/// reviewer may free a place long before its oldest hold expires.
+const MAX_RETRY_AFTER: u64 = 60;
 
 /// What holding needs besides the request.
 #[derive(Debug)]
@@ -40,6 +41,8 @@ pub struct Holding {
     pub business_hours: WorkingClock,
     pub default_window: Window,
     pub held_status: StatusCode,
+    /// `[defaults] max_pending_per_agent`.
+    pub max_pending_per_agent: u64,
     /// Base of the links handed to agents; set once the review server has
     /// bound its address.
     pub public_url: std::sync::OnceLock<String>,
@@ -78,7 +81,10 @@ pub async fn hold(
     peer: SocketAddr,
 ) -> Result<Response<Body>, ProxyError> {
     let store = &holding.store;
-    let agent = agent(&parts, target, peer);
+    let agent = target.agent.name.clone();
+    let agent_label = header_text(&parts, &AIRLOCK_AGENT)
+        .or_else(|| target.agent.label.clone())
+        .filter(|label| *label != agent);
     let label = rule
         .map_or(UNMATCHED_LABEL, |r| r.label.as_str())
         .to_owned();
@@ -131,6 +137,7 @@ pub async fn hold(
         label,
         summary,
         agent,
+        agent_label,
         trigger,
         method: parts.method.to_string(),
         url,
@@ -175,9 +182,19 @@ pub async fn hold(
     // Listen before storing, so a decision made at once is not missed.
     let events = wait.map(|_| store.subscribe());
     let created = store
-        .create(new, body)
+        .create(new, body, holding.max_pending_per_agent)
         .await
-        .map_err(|e| ProxyError::Hold(e.to_string()))?;
+        .map_err(|e| match e {
+            StoreError::IdempotencyKeyReused => ProxyError::IdempotencyKeyReused,
+            StoreError::TooManyPending {
+                max,
+                soonest_expiry,
+            } => ProxyError::TooManyHolds {
+                max,
+                retry_after: retry_after(now, soonest_expiry),
+            },
+            e => ProxyError::Hold(e.to_string()),
+        })?;
     let hold = match created {
         // A retry that asks to wait waits on the hold it joins.
         Created::Existing(existing)
@@ -187,7 +204,7 @@ pub async fn hold(
         }
         Created::Existing(existing) => return answer_retry(holding, existing).await,
         Created::New(hold) => {
-            tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, "request held for review");
+            tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, %peer, "request held for review");
             hold
         }
     };
@@ -368,32 +385,12 @@ fn header_text(parts: &Parts, name: &http::HeaderName) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Who the agent is: `Airlock-Agent`, else the proxy user name, else the
-/// client's address without port.
-fn agent(parts: &Parts, target: &Target, peer: SocketAddr) -> String {
-    if let Some(name) = header_text(parts, &AIRLOCK_AGENT) {
-        return name;
-    }
-    proxy_user(&parts.headers)
-        .or_else(|| target.proxy_user.clone())
-        .unwrap_or_else(|| peer.ip().to_string())
-}
-
-/// The user name of `Proxy-Authorization: Basic …`.
-pub fn proxy_user(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get(header::PROXY_AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
+/// Seconds an agent over its pending cap should wait: until its soonest
+/// pending hold expires, at least 1 and at most [`MAX_RETRY_AFTER`].
+fn retry_after(now: jiff::Timestamp, soonest_expiry: Option<jiff::Timestamp>) -> u64 {
+    soonest_expiry
+        .map_or(MAX_RETRY_AFTER, |at| {
+            u64::try_from(at.duration_since(now).as_secs()).unwrap_or(0)
         })
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()))
-        .filter(|u| !u.is_empty())
+        .clamp(1, MAX_RETRY_AFTER)
 }

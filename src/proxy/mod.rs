@@ -1,5 +1,7 @@
-//! The forward proxy: one agent connection at a time, each request routed to
-//! CONNECT handling (tunnel, refuse or intercept) or to request forwarding.
+//! The forward proxy: one agent connection at a time, each request first
+//! tied to an agent identity ([`identity`]; `407` when `[[agent]]` entries
+//! demand credentials it lacks), then routed to CONNECT handling (tunnel,
+//! refuse or intercept) or to request forwarding.
 //!
 //! Data flows one way: listener → proxy → rules → (tunnel | forward | refuse).
 //! The proxy never reaches into the review server; it answers held requests
@@ -9,6 +11,7 @@ pub mod connect;
 pub mod forward;
 pub mod held;
 pub mod hello;
+pub mod identity;
 pub mod intercept;
 pub mod respond;
 pub mod tunnel;
@@ -49,6 +52,9 @@ pub struct Proxy {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How long an agent may take to send a request head.
     pub header_timeout: std::time::Duration,
+    /// `[[agent]]`: when not empty, every CONNECT and plain-HTTP request
+    /// must authenticate as one of them.
+    pub agents: Arc<[crate::config::Agent]>,
 }
 
 /// An agent connection's place under `[proxy] max_connections`: held by
@@ -62,9 +68,10 @@ pub type Slot = Arc<tokio::sync::OwnedSemaphorePermit>;
 pub struct Target {
     pub scheme: Scheme,
     pub authority: Authority,
-    /// The `Proxy-Authorization` user of the CONNECT that opened an
-    /// intercepted connection: requests inside carry no proxy headers.
-    pub proxy_user: Option<String>,
+    /// Who sent the request, as the CONNECT that opened an intercepted
+    /// connection (requests inside carry no proxy headers) or the plain
+    /// request itself established it.
+    pub agent: identity::Identity,
 }
 
 impl Target {
@@ -163,8 +170,12 @@ impl Proxy {
         peer: SocketAddr,
         slot: Slot,
     ) -> Response<Body> {
+        let Some(agent) = identity::identify(&self.agents, req.headers(), peer) else {
+            tracing::info!(%peer, method = %req.method(), "proxy credentials missing or wrong");
+            return respond::error(&ProxyError::ProxyAuthRequired);
+        };
         if req.method() == Method::CONNECT {
-            return connect::handle(self, req, peer, slot).await;
+            return connect::handle(self, req, peer, slot, agent).await;
         }
         let uri = req.uri();
         match (uri.scheme(), uri.authority()) {
@@ -172,7 +183,7 @@ impl Proxy {
                 let target = Target {
                     scheme: Scheme::HTTP,
                     authority: without_userinfo(authority),
-                    proxy_user: None,
+                    agent,
                 };
                 forward::handle(&self, req, &target, peer, &slot).await
             }

@@ -5,7 +5,7 @@
 //! never fail; they never echo request bodies or credentials back.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PROXY_AUTHENTICATE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 use serde_json::json;
@@ -38,12 +38,27 @@ pub fn denied(rule: Option<&str>) -> Response<Body> {
     )
 }
 
-/// An error while serving the request.
+/// An error while serving the request, with the headers its status calls
+/// for: `Proxy-Authenticate` on 407, `Retry-After` on 429.
 pub fn error(e: &ProxyError) -> Response<Body> {
-    json(
+    let mut res = json(
         e.status(),
         &json!({ "airlock": e.code(), "message": e.to_string() }),
-    )
+    );
+    match e {
+        ProxyError::ProxyAuthRequired => {
+            res.headers_mut().insert(
+                PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"airlock\""),
+            );
+        }
+        ProxyError::TooManyHolds { retry_after, .. } => {
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        _ => {}
+    }
+    res
 }
 
 /// `200` with an empty body: the answer to a CONNECT that airlock accepts.

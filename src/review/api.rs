@@ -52,6 +52,8 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => StatusCode::NOT_FOUND,
             StoreError::NotPending(_) => StatusCode::CONFLICT,
             StoreError::NotEditable => StatusCode::BAD_REQUEST,
+            StoreError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            StoreError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
             StoreError::Sled(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
@@ -131,6 +133,7 @@ pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
         "label": hold.label,
         "summary": hold.summary,
         "agent": hold.agent,
+        "agent_label": hold.agent_label,
         "trigger": hold.trigger,
         "method": hold.method,
         "url": hold.url,
@@ -178,7 +181,7 @@ pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
     if let Some(err) = &hold.error {
         v["error"] = Value::String(err.clone());
     }
-    if hold.rule == crate::proxy::held::UNMATCHED_RULE {
+    if hold.rule == crate::holds::UNMATCHED_RULE {
         let (host, path) = crate::holds::stats::host_and_path(&hold.url);
         v["rule_snippet"] = Value::String(crate::report::rule_snippet(&hold.method, &host, &path));
     }

@@ -6,15 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use http::request::Parts;
-use sha2::{Digest, Sha256};
-
 use super::api::ApiError;
 use super::{ReviewState, session};
-use crate::config::Reviewer;
-use crate::holds::Hold;
-use crate::proxy::held::UNMATCHED_RULE;
+pub use crate::config::token_hash;
+use crate::config::{Reviewer, same_hash};
+use crate::holds::{Hold, UNMATCHED_RULE};
+use axum::extract::FromRequestParts;
+use http::request::Parts;
 
 /// An authenticated reviewer.
 #[derive(Debug, Clone)]
@@ -23,22 +21,13 @@ pub struct Caller {
     pub admin: bool,
 }
 
-/// SHA-256 of a token, as `[[reviewer]] token_sha256` stores it.
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The reviewer a token belongs to. Every hash is compared, so timing says
 /// nothing about which one matched or how closely.
 pub fn authenticate(reviewers: &[Reviewer], token: &str) -> Option<Caller> {
     let hash = token_hash(token);
     let mut found = None;
     for r in reviewers {
-        if constant_time_eq(&hash, &r.token_sha256) && found.is_none() {
+        if same_hash(&hash, &r.token_sha256) && found.is_none() {
             found = Some(Caller {
                 name: r.name.clone(),
                 admin: r.admin,
@@ -101,7 +90,8 @@ impl FromRequestParts<Arc<ReviewState>> for Caller {
     }
 }
 
-/// May `caller` decide `hold`? Admins always; otherwise the rule's listed
+/// May `caller` decide `hold`? Admins always; a hold no rule matched, the
+/// reviewers in `[defaults] unmatched_reviewers`; otherwise the rule's listed
 /// reviewers (and its backup once the hold is escalated), or anyone when the
 /// rule lists nobody. A hold whose rule no longer exists is left to admins.
 pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
@@ -109,7 +99,7 @@ pub fn may_decide(state: &ReviewState, caller: &Caller, hold: &Hold) -> bool {
         return true;
     }
     if hold.rule == UNMATCHED_RULE {
-        return true;
+        return state.unmatched_reviewers.contains(&caller.name);
     }
     match state.reloader.rules().load().rule(&hold.rule) {
         Some(rule) => {

@@ -24,6 +24,9 @@ pub struct ReviewState {
     pub reloader: crate::reload::Reloader,
     /// Configured reviewers, plus the generated admin when there are none.
     pub reviewers: Vec<Reviewer>,
+    /// `[defaults] unmatched_reviewers`: besides admins, who decides holds
+    /// no rule matched.
+    pub unmatched_reviewers: Vec<String>,
     /// The airlock CA, served at `/ca.pem` for agents to trust.
     pub ca_pem: String,
     /// Flips to true at shutdown: long-lived streams end then, so stopping
