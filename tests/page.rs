@@ -476,3 +476,68 @@ async fn links_open_their_card_and_escalation_shows_live() {
     b.client.clone().close().await.unwrap();
     a.stop().await;
 }
+
+/// What the reviewer reads is what will be sent: the full URL with its
+/// query, the headers that change who acts (credentials redacted), the body
+/// decoded from its compression, and, flagged, every other reading.
+#[tokio::test]
+async fn the_card_shows_what_will_be_sent_and_every_other_reading() {
+    use std::io::Write as _;
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), TestClock::new().clock()).await;
+    let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let body = br#"{"to":"ana@client.example","subject":"Quote","to":"eve@attacker.example"}"#;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body).unwrap();
+    let res = agent
+        .post(format!(
+            "https://mail.test:{}/v3//mail/send?send_at=now&on_behalf_of=ceo",
+            up.port()
+        ))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("authorization", "Bearer sg-secret-never-shown")
+        .header("on-behalf-of", "subuser-ceo")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let id = common::hold_id(&res);
+
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/?token={}", a.review_url(), ROOT.1))
+        .await
+        .unwrap();
+    let card = wait_for(&b, &format!(".card[data-id='{id}']")).await;
+    let text = card.text().await.unwrap();
+    for shown in [
+        "?send_at=now&on_behalf_of=ceo",
+        "on-behalf-of",
+        "subuser-ceo",
+        "[redacted]",
+        "Read with care",
+        "the key \"to\" appears more than once",
+        "is read as \"/v3/mail/send\"",
+        "Shown decoded from gzip",
+        "ana@client.example",
+        "eve@attacker.example",
+    ] {
+        assert!(text.contains(shown), "{shown:?} not on the card:\n{text}");
+    }
+    assert!(
+        !b.client
+            .source()
+            .await
+            .unwrap()
+            .contains("sg-secret-never-shown")
+    );
+    std::fs::write(
+        screenshot_dir().join("card-ambiguous.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(up.count(), 0);
+    a.stop().await;
+}

@@ -684,6 +684,10 @@ impl Store {
                 tx.bodies.insert(&key[..], body.as_ref())?;
                 hold.body_size = body.len() as u64;
                 hold.edited = true;
+                // The reviewer edits the body as read (decoded): it is sent
+                // as that text, not under the original coding.
+                hold.headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"));
             }
             hold.note = note.clone();
             Ok(detail)

@@ -104,14 +104,30 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .with_state(state)
 }
 
-/// A hold as the API shows it: credentials redacted, body readable.
-pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
-    let headers: serde_json::Map<String, Value> = hold
-        .redacted_headers()
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    let (body_text, encoding) = match body {
+/// A hold as the API shows it: credentials redacted, the body decoded for
+/// reading (cut to `preview` bytes when given), and every other reading of
+/// the request named in `request.ambiguities`.
+pub fn view(hold: &Hold, body: Option<&[u8]>, preview: Option<usize>) -> Value {
+    // A header sent twice is shown with both values, as one line would be.
+    let mut headers = serde_json::Map::new();
+    for (k, v) in hold.redacted_headers() {
+        match headers.get_mut(&k) {
+            Some(Value::String(seen)) => {
+                seen.push_str(", ");
+                seen.push_str(&v);
+            }
+            _ => {
+                headers.insert(k, Value::String(v));
+            }
+        }
+    }
+    let draft = body.map(|b| super::draft::Draft::read(hold, b));
+    let shown = draft.as_ref().map(|d| {
+        let all: &[u8] = &d.body;
+        all.get(..preview.unwrap_or(usize::MAX).min(all.len()))
+            .unwrap_or_default()
+    });
+    let (body_text, encoding) = match shown {
         None => (Value::Null, Value::Null),
         Some(b) => match std::str::from_utf8(b) {
             Ok(t) => (Value::String(t.to_owned()), Value::Null),
@@ -154,7 +170,9 @@ pub fn view(hold: &Hold, body: Option<&[u8]>) -> Value {
             "body": body_text,
             "body_encoding": encoding,
             "body_size": hold.body_size,
+            "body_decoded_from": draft.as_ref().and_then(|d| d.decoded_from.clone()),
             "content_type": hold.content_type,
+            "ambiguities": draft.as_ref().map_or_else(Vec::new, |d| d.ambiguities.clone()),
         },
     });
     if let Some(res) = &hold.response {
@@ -223,8 +241,7 @@ async fn list(
         .map(|h| {
             // Cards show the draft without a second request: a preview.
             let body = state.store.body(&h.id).ok().flatten();
-            let preview = body.as_ref().map(|b| &b[..b.len().min(LIST_BODY_PREVIEW)]);
-            let mut v = view(h, preview);
+            let mut v = view(h, body.as_deref(), Some(LIST_BODY_PREVIEW));
             v["allow_edit"] = state
                 .reloader
                 .rules()
@@ -245,7 +262,7 @@ async fn one(
 ) -> ApiResult {
     let hold = state.store.get(&id)?.ok_or(StoreError::NotFound)?;
     let body = state.store.body(&id)?;
-    let mut v = view(&hold, body.as_deref());
+    let mut v = view(&hold, body.as_deref(), None);
     v["allow_edit"] = state
         .reloader
         .rules()
@@ -317,7 +334,7 @@ async fn approve(
         .approve(&id, &caller.name, req.note, edited)
         .await?;
     state.releaser.spawn(hold.id.clone());
-    Ok(axum::Json(view(&hold, None)).into_response())
+    Ok(axum::Json(view(&hold, None, None)).into_response())
 }
 
 async fn dismiss(
@@ -329,7 +346,7 @@ async fn dismiss(
     let req: DismissBody = parse_body(&bytes)?;
     decidable(&state, &caller, &id)?;
     let hold = state.store.dismiss(&id, &caller.name, req.reason).await?;
-    Ok(axum::Json(view(&hold, None)).into_response())
+    Ok(axum::Json(view(&hold, None, None)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod draft;
 pub mod events;
 pub mod page;
 pub mod session;

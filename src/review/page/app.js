@@ -69,10 +69,38 @@ function jsonNodes(value, indent, hl, out) {
   }
 }
 
+// Headers every client sends: listed, but not called out.
+const ROUTINE_HEADERS = new Set(['host', 'content-length', 'content-type', 'accept', 'accept-encoding',
+  'accept-language', 'user-agent', 'connection', 'authorization', 'x-api-key', 'cookie', 'content-encoding']);
+
+function renderHeaders(h) {
+  const headers = Object.entries((h.request || {}).headers || {});
+  if (headers.length === 0) return null;
+  const notable = headers.map(([k]) => k).filter((k) => !ROUTINE_HEADERS.has(k.toLowerCase()));
+  const table = el('table');
+  for (const [k, v] of headers) table.append(el('tr', {}, el('th', { text: k }), el('td', { text: v })));
+  const label = `${headers.length} request header${headers.length === 1 ? '' : 's'}` +
+    (notable.length ? ` — ${notable.join(', ')}` : '');
+  const box = el('details', { class: 'headers' }, el('summary', { text: label }), table);
+  if (notable.length) box.open = true;
+  return box;
+}
+
+function renderAmbiguities(h) {
+  const list = (h.request || {}).ambiguities || [];
+  if (list.length === 0) return null;
+  return el('div', { class: 'ambiguous', role: 'note' },
+    el('strong', { text: 'Read with care: this request can be read more than one way.' }),
+    el('ul', {}, ...list.map((a) => el('li', { text: a }))));
+}
+
 function renderDraft(h) {
   const req = h.request || {};
   const box = el('div', { class: 'draft', 'aria-label': 'What would be sent' });
   const type = (req.content_type || '').toLowerCase();
+  if (req.body_decoded_from) {
+    box.append(el('p', { class: 'decoded', text: `Shown decoded from ${req.body_decoded_from}; sent as received.` }));
+  }
   if (req.body == null || req.body === '') {
     box.append(el('p', { text: req.body_size ? `${req.body_size} bytes` : 'No body' }));
     return box;
@@ -81,7 +109,10 @@ function renderDraft(h) {
     box.append(el('p', { text: `${req.body_size} bytes of ${req.content_type || 'binary data'} (not text)` }));
     return box;
   }
-  if (type.includes('json') || /^\s*[{[]/.test(req.body)) {
+  // With more than one reading, the text as sent: a parsed view would keep
+  // only one of two duplicate keys.
+  const ambiguous = (req.ambiguities || []).length > 0;
+  if (!ambiguous && (type.includes('json') || /^\s*[{[]/.test(req.body))) {
     try {
       const parts = [];
       jsonNodes(JSON.parse(req.body), 0, highlighter(h.summary), parts);
@@ -105,7 +136,7 @@ function renderDraft(h) {
     return box;
   }
   box.append(el('pre', { text: req.body }));
-  if (req.body_size > req.body.length) box.append(el('p', { text: `… ${req.body_size} bytes in all` }));
+  if (!req.body_decoded_from && req.body_size > req.body.length) box.append(el('p', { text: `… ${req.body_size} bytes in all` }));
   return box;
 }
 
@@ -124,7 +155,7 @@ function left(expires) {
 function target(h) {
   try {
     const u = new URL(h.url);
-    return `${h.method} ${u.host}${u.pathname}`;
+    return `${h.method} ${u.host}${u.pathname}${u.search}`;
   } catch (_) { return `${h.method} ${h.url}`; }
 }
 
@@ -153,7 +184,9 @@ function card(h) {
       el('span', { text: h.label && h.label !== h.trigger ? `rule ${h.rule} · ${h.label}` : `rule ${h.rule}` }),
       el('code', { text: target(h) }),
       countdown),
+    renderAmbiguities(h),
     renderDraft(h),
+    renderHeaders(h),
     h.rule_snippet ? el('details', { class: 'snippet' },
       el('summary', { text: 'No rule matched: a rule to classify requests like this' }),
       el('pre', { text: h.rule_snippet })) : null,

@@ -1,0 +1,185 @@
+//! What a reviewer reads of a held request: the body as it will be read
+//! upstream (its `Content-Encoding` undone, UTF-16/32 as text), and every
+//! place where the request could be read another way, named, so that a
+//! reviewer never approves one reading while the upstream acts on another.
+//!
+//! This module only reads a stored hold; it never changes what is sent.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::canonical;
+use crate::holds::Hold;
+
+/// Bodies are stored at most `max_body` long and were decoded within it
+/// before they were held; this only bounds a hold written by an older
+/// version.
+const DECODE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A held request's body and the ways it could be read.
+#[derive(Debug)]
+pub struct Draft<'b> {
+    /// The body decoded for reading (the stored bytes when nothing needed
+    /// undoing or they cannot be decoded).
+    pub body: Cow<'b, [u8]>,
+    /// What was undone to read it (`gzip`, `utf-16`), when anything was.
+    pub decoded_from: Option<String>,
+    /// Each way the request can be read differently, in words.
+    pub ambiguities: Vec<String>,
+}
+
+impl<'b> Draft<'b> {
+    pub fn read(hold: &Hold, raw: &'b [u8]) -> Draft<'b> {
+        let headers = header_map(hold);
+        let mut ambiguities = request_ambiguities(hold, &headers);
+        let (body, decoded_from) = match canonical::body::decode(&headers, raw, DECODE_LIMIT) {
+            Ok(Cow::Borrowed(b)) => (Cow::Borrowed(b), None),
+            Ok(Cow::Owned(b)) => (Cow::Owned(b), Some(coding(&headers))),
+            Err(e) => {
+                ambiguities.push(format!("{e}: shown as stored"));
+                (Cow::Borrowed(raw), None)
+            }
+        };
+        let says_json = hold
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
+        let looks_json = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'{' | b'['));
+        if says_json || looks_json {
+            match canonical::json::parse(&body).ambiguity {
+                Some(canonical::json::Ambiguity::NotOneValue(_)) if !says_json => {}
+                Some(a) => ambiguities.push(a.to_string()),
+                None => {}
+            }
+        }
+        Draft {
+            body,
+            decoded_from,
+            ambiguities,
+        }
+    }
+}
+
+/// The stored headers as the proxy saw them.
+fn header_map(hold: &Hold) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in &hold.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            map.append(k, v);
+        }
+    }
+    map
+}
+
+/// The codings and character set that were undone, in words.
+fn coding(headers: &HeaderMap) -> String {
+    let mut parts: Vec<String> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    if parts.is_empty() {
+        parts.push("a Unicode encoding other than UTF-8, or a byte-order mark".to_owned());
+    }
+    parts.join(", ")
+}
+
+/// Readings of the request line and headers besides the plain one.
+fn request_ambiguities(hold: &Hold, headers: &HeaderMap) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in &canonical::METHOD_OVERRIDES {
+        for value in headers.get_all(name) {
+            out.push(format!(
+                "{} asks the server to act as {} (the request was classified under that method too)",
+                name.as_str(),
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+    }
+    let path = path_of(&hold.url);
+    let canonical_path = canonical::path::canonical(path);
+    if canonical_path != path {
+        out.push(format!(
+            "the path {path:?} is read as {canonical_path:?} by the rules; the upstream receives it as written"
+        ));
+    }
+    out
+}
+
+/// The path of an absolute URL, without its query.
+fn path_of(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme
+        .find('/')
+        .and_then(|i| after_scheme.get(i..))
+        .unwrap_or("/");
+    path.split_once('?').map_or(path, |(p, _)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn hold(url: &str, headers: &[(&str, &str)], content_type: Option<&str>) -> Hold {
+        let mut h: Hold = serde_json::from_value(serde_json::json!({
+            "id": "0", "state": "pending", "rule": "r", "label": "l", "summary": "s",
+            "agent": "a", "trigger": "t", "method": "POST", "url": url, "headers": [],
+            "body_size": 0, "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-01T01:00:00Z", "status_token": "x", "fingerprint": "f",
+            "secret_headers": [], "edited": false, "sending": false, "replayed": false,
+            "max_wait_secs": 0,
+        }))
+        .unwrap();
+        h.headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        h.content_type = content_type.map(str::to_owned);
+        h
+    }
+
+    #[test]
+    fn a_compressed_body_is_shown_decoded() {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"to":"a@b"}"#).unwrap();
+        let gz = e.finish().unwrap();
+        let h = hold(
+            "https://h/v3/mail/send",
+            &[
+                ("content-encoding", "gzip"),
+                ("content-type", "application/json"),
+            ],
+            Some("application/json"),
+        );
+        let d = Draft::read(&h, &gz);
+        assert_eq!(&*d.body, br#"{"to":"a@b"}"#);
+        assert_eq!(d.decoded_from.as_deref(), Some("gzip"));
+        assert!(d.ambiguities.is_empty(), "{:?}", d.ambiguities);
+    }
+
+    #[test]
+    fn every_other_reading_is_named() {
+        let h = hold(
+            "https://h//v3/mail/send?x=1",
+            &[("x-http-method-override", "DELETE")],
+            Some("application/json"),
+        );
+        let d = Draft::read(&h, br#"{"status":"created","Status":"sent"}"#);
+        assert_eq!(d.ambiguities.len(), 3, "{:#?}", d.ambiguities);
+        assert!(d.ambiguities[0].contains("DELETE"));
+        assert!(d.ambiguities[1].contains("\"/v3/mail/send\""));
+        assert!(d.ambiguities[2].contains("differ only in case"));
+        let plain = hold("https://h/notes", &[], Some("text/plain"));
+        assert!(Draft::read(&plain, b"hello").ambiguities.is_empty());
+    }
+}
