@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::api::ApiError;
 use super::{ReviewState, session};
@@ -28,17 +29,13 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The reviewer a token belongs to. Every hash is compared, so timing says
 /// nothing about which one matched or how closely.
 pub fn authenticate(reviewers: &[Reviewer], token: &str) -> Option<Caller> {
     let hash = token_hash(token);
     let mut found = None;
     for r in reviewers {
-        if constant_time_eq(&hash, &r.token_sha256) && found.is_none() {
+        if bool::from(hash.ct_eq(&r.token_sha256)) && found.is_none() {
             found = Some(Caller {
                 name: r.name.clone(),
                 admin: r.admin,
