@@ -125,7 +125,8 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 /// Compares two token hashes in constant time.
 pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

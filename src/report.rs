@@ -147,9 +147,25 @@ impl Report {
 
     /// One row per rule; the `findings` column names the kinds that concern it.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from(
-            "rule,holds,pending,approved,dismissed,expired,released,failed,interrupted,approval_rate,median_decision_secs,p90_decision_secs,escalated,findings\n",
-        );
+        let mut rows = vec![
+            [
+                "rule",
+                "holds",
+                "pending",
+                "approved",
+                "dismissed",
+                "expired",
+                "released",
+                "failed",
+                "interrupted",
+                "approval_rate",
+                "median_decision_secs",
+                "p90_decision_secs",
+                "escalated",
+                "findings",
+            ]
+            .map(String::from),
+        ];
         let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
         for r in &self.figures.rules {
             let kinds: Vec<&str> = self
@@ -158,24 +174,22 @@ impl Report {
                 .filter(|f| f.rule.as_deref() == Some(&r.rule))
                 .map(|f| f.kind.as_str())
                 .collect();
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                csv_field(&r.rule),
-                r.holds,
-                r.pending,
-                r.approved,
-                r.dismissed,
-                r.expired,
-                r.released,
-                r.failed,
-                r.interrupted,
+            rows.push([
+                r.rule.clone(),
+                r.holds.to_string(),
+                r.pending.to_string(),
+                r.approved.to_string(),
+                r.dismissed.to_string(),
+                r.expired.to_string(),
+                r.released.to_string(),
+                r.failed.to_string(),
+                r.interrupted.to_string(),
                 opt(r.approval_rate),
                 opt(r.median_decision_secs),
                 opt(r.p90_decision_secs),
-                r.escalated,
-                csv_field(&kinds.join(";")),
-            );
+                r.escalated.to_string(),
+                kinds.join(";"),
+            ]);
         }
         // Rules a finding names that made no holds in the period (an
         // unowned queue, say) still get their row.
@@ -193,14 +207,25 @@ impl Report {
             }
         }
         for (rule, kinds) in extra {
-            let _ = writeln!(
-                out,
-                "{},0,0,0,0,0,0,0,0,,,,0,{}",
-                csv_field(rule),
-                csv_field(&kinds.join(";"))
-            );
+            let zero = || "0".to_owned();
+            rows.push([
+                rule.to_owned(),
+                zero(),
+                zero(),
+                zero(),
+                zero(),
+                zero(),
+                zero(),
+                zero(),
+                zero(),
+                String::new(),
+                String::new(),
+                String::new(),
+                zero(),
+                kinds.join(";"),
+            ]);
         }
-        out
+        csv_text(&rows)
     }
 }
 
@@ -351,13 +376,16 @@ fn short_time(at: jiff::Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// RFC 4180: quote a field that holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
+/// Rows as RFC 4180 CSV: a field holding a comma, quote or line break is
+/// quoted by the `csv` crate.
+fn csv_text<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        out.write_record(row)
+            .expect("a CSV row of fixed width writes to memory");
     }
+    let bytes = out.into_inner().expect("CSV in memory flushes");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
 }
 
 #[cfg(test)]
@@ -412,9 +440,12 @@ mod tests {
 
     #[test]
     fn csv_quotes_what_needs_quoting() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        let row = |field: &str| csv_text(&[[field.to_owned(), "1".to_owned()]]);
+        assert_eq!(row("plain"), "plain,1\n");
+        assert_eq!(row("a,b"), "\"a,b\",1\n");
+        assert_eq!(row("say \"hi\""), "\"say \"\"hi\"\"\",1\n");
+        assert_eq!(row("two\nlines"), "\"two\nlines\",1\n");
+        assert_eq!(row(""), ",1\n");
     }
 
     #[test]

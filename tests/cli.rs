@@ -203,7 +203,7 @@ fn run_on_embedded_defaults_creates_the_ca_and_listens() {
     }
     let addr = listening.expect("airlock logged its listening address");
     // A real request to the proxy port (not a proxy request): 400, JSON.
-    let out = Command::new("curl")
+    let out = Command::new(common::require_tool("curl"))
         .args([
             "-s",
             "-o",
@@ -212,11 +212,11 @@ fn run_on_embedded_defaults_creates_the_ca_and_listens() {
             "%{http_code}",
             &format!("http://{addr}/"),
         ])
-        .output();
+        .output()
+        .unwrap();
     drop(child);
     assert!(dir.path().join("certs/ca.pem").exists());
     assert!(dir.path().join("certs/ca-key.pem").exists());
-    let out = out.expect("this test needs curl on PATH (`.ci/run` installs it)");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
 }
 

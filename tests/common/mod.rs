@@ -564,19 +564,49 @@ pub async fn raw_body(s: &mut TcpStream, head: &str) -> String {
     String::from_utf8(body).unwrap()
 }
 
-/// Path of a tool the test needs, or a panic that says how to get it.
+/// Where `./test.sh` keeps the Python tools (hadolint, kubernetes-validate and
+/// a python3 with requests): `$AIRLOCK_TOOLS`, else a virtualenv under
+/// `~/.cache`. Both read the same variable, so tests started by the script and
+/// by a plain `cargo test` find the same tools.
+pub fn tools_venv() -> PathBuf {
+    match std::env::var_os("AIRLOCK_TOOLS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            Path::new(&home).join(".cache/airlock-test-tools")
+        }
+    }
+}
+
+/// Path of a tool the test needs, or a panic naming the script that installs
+/// it. Looked up in the tools' virtualenv first (its python3 has requests),
+/// then on `PATH`, then among PostgreSQL's server binaries, which Debian keeps
+/// off `PATH` (`/usr/lib/postgresql/<version>/bin`, newest first).
 pub fn require_tool(name: &str) -> PathBuf {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .unwrap();
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success() && !path.is_empty(),
-        "this test needs `{name}` on PATH (`.ci/run` installs it: apt-get install {name})"
-    );
-    PathBuf::from(path)
+    let mut dirs = vec![tools_venv().join("bin")];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let mut postgres: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    postgres.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
+    dirs.extend(postgres.into_iter().map(|(_, dir)| dir));
+    let search = std::env::join_paths(dirs).expect("tool directories join into a search path");
+    let cwd = std::env::current_dir().expect("the test's working directory");
+    which::which_in(name, Some(search), cwd).unwrap_or_else(|_| {
+        panic!(
+            "this test needs `{name}`, found neither in {} nor on PATH: \
+             run ./test.sh in the repository, which installs the tools the tests drive",
+            tools_venv().join("bin").display()
+        )
+    })
 }
 
 /// A rustls client config trusting exactly the certificates in `pem`.
@@ -704,7 +734,7 @@ impl Binary {
 
     /// Sends a signal by name (`HUP`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
+        let status = std::process::Command::new(require_tool("kill"))
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
             .status()
