@@ -12,8 +12,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::forward::{AIRLOCK_AGENT, AIRLOCK_TRIGGER, strip_hop_by_hop};
@@ -26,6 +24,16 @@ use crate::holds::{
 use crate::rules::Rule;
 use crate::upstream::Body;
 use crate::window::{Window, WorkingClock};
+
+impl Holding {
+    /// What the answers about holds need from here.
+    fn answers(&self) -> respond::Answers<'_> {
+        respond::Answers {
+            held_status: self.held_status,
+            public_url: self.public_url.get().map_or("", String::as_str),
+        }
+    }
+}
 
 /// The default cap on `Prefer: wait`.
 const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
@@ -209,7 +217,7 @@ pub async fn hold(
         }
     };
     let (Some(wait), Some(mut events)) = (wait, events) else {
-        return Ok(held(holding, &hold));
+        return Ok(respond::held(holding.answers(), &hold));
     };
     let wait = wait.min(max_wait);
     let deadline = tokio::time::Instant::now() + wait;
@@ -231,7 +239,10 @@ pub async fn hold(
                 else {
                     break;
                 };
-                return Ok(with_preference(outcome(holding, &now, false), wait));
+                return Ok(with_preference(
+                    respond::outcome(holding.answers(), &now, false),
+                    wait,
+                ));
             }
         }
     }
@@ -239,7 +250,10 @@ pub async fn hold(
         .get(&hold.id)
         .map_err(|e| ProxyError::Hold(e.to_string()))?
         .unwrap_or(hold);
-    Ok(with_preference(held(holding, &current), wait))
+    Ok(with_preference(
+        respond::held(holding.answers(), &current),
+        wait,
+    ))
 }
 
 /// An identical request while its hold stands.
@@ -251,105 +265,10 @@ async fn answer_retry(holding: &Holding, hold: Hold) -> Result<Response<Body>, P
             .await
             .map_err(|e| ProxyError::Hold(e.to_string()))?;
         if first {
-            return Ok(outcome(holding, &hold, true));
+            return Ok(respond::outcome(holding.answers(), &hold, true));
         }
     }
-    Ok(outcome(holding, &hold, false))
-}
-
-/// What the agent gets for a hold in its current state.
-fn outcome(holding: &Holding, hold: &Hold, replay: bool) -> Response<Body> {
-    match hold.state {
-        State::Released => match &hold.response {
-            Some(stored) => {
-                let mut res =
-                    Response::new(Either::Right(Full::new(Bytes::from(stored.body.clone()))));
-                *res.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-                for (k, v) in &stored.headers {
-                    if let (Ok(k), Ok(v)) = (
-                        http::HeaderName::from_bytes(k.as_bytes()),
-                        HeaderValue::from_str(v),
-                    ) {
-                        res.headers_mut().append(k, v);
-                    }
-                }
-                strip_hop_by_hop(res.headers_mut(), false);
-                res.headers_mut().remove(header::CONTENT_LENGTH);
-                if replay && let Ok(v) = HeaderValue::from_str(&hold.id) {
-                    res.headers_mut().insert("airlock-replay", v);
-                }
-                res
-            }
-            None => held(holding, hold),
-        },
-        State::Dismissed => with_hold_headers(
-            respond::json(
-                StatusCode::FORBIDDEN,
-                &json!({
-                    "airlock": "dismissed", "id": hold.id, "rule": hold.rule,
-                    "reason": hold.reason,
-                    "message": "This request was NOT sent: a reviewer dismissed it.",
-                }),
-            ),
-            hold,
-        ),
-        State::Failed => with_hold_headers(
-            respond::json(
-                StatusCode::BAD_GATEWAY,
-                &json!({
-                    "airlock": "failed", "id": hold.id, "rule": hold.rule, "error": hold.error,
-                    "message": "The request was approved but the upstream could not be reached; it will not be retried.",
-                }),
-            ),
-            hold,
-        ),
-        _ => held(holding, hold),
-    }
-}
-
-/// The held answer.
-fn held(holding: &Holding, hold: &Hold) -> Response<Body> {
-    let message = match hold.state {
-        State::Pending => format!(
-            "This request was NOT sent. It waits for human approval ({}) until {}; if nobody approves it by then it expires and is never sent.",
-            hold.label, hold.expires_at
-        ),
-        State::Approved => "This request was approved and is being sent.".to_owned(),
-        State::Expired => "This request was NOT sent: nobody decided within its window, so it expired.".to_owned(),
-        State::Interrupted => "airlock stopped while sending this request; whether it arrived is unknown and it will not be sent again.".to_owned(),
-        _ => format!("This hold is {}.", hold.state),
-    };
-    let res = respond::json(
-        holding.held_status,
-        &json!({
-            "airlock": "held",
-            "id": hold.id,
-            "state": hold.state,
-            "rule": hold.rule,
-            "message": message,
-            "expires_at": hold.expires_at,
-            "status_url": format!(
-                "{}/api/status/{}",
-                holding.public_url.get().map_or("", String::as_str),
-                hold.status_token
-            ),
-        }),
-    );
-    with_hold_headers(res, hold)
-}
-
-/// `Airlock-Hold` and `Airlock-State` on every answer about a hold, so an
-/// agent can tell a held, dismissed or failed request apart without parsing.
-fn with_hold_headers(mut res: Response<Body>, hold: &Hold) -> Response<Body> {
-    let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&hold.id) {
-        h.insert("airlock-hold", v);
-    }
-    h.insert(
-        "airlock-state",
-        HeaderValue::from_static(hold.state.as_str()),
-    );
-    res
+    Ok(respond::outcome(holding.answers(), &hold, false))
 }
 
 fn with_preference(mut res: Response<Body>, wait: Duration) -> Response<Body> {
