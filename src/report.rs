@@ -57,12 +57,28 @@ impl Report {
         since: jiff::Timestamp,
     ) -> Result<Report, StoreError> {
         let figures = stats::figures(store, since)?;
-        let findings = findings(&figures, rules);
-        Ok(Report {
-            generated_at: store.now(),
+        Ok(Report::of(figures, rules, store.now()))
+    }
+
+    /// The report of a store that does not exist yet: no holds in the
+    /// period, while what the rules alone show still stands.
+    pub fn empty(rules: &RuleSet, since: jiff::Timestamp, now: jiff::Timestamp) -> Report {
+        let figures = Figures {
+            since,
+            rules: Vec::new(),
+            queue_depth: 0,
+            oldest_pending: None,
+            unmatched: Vec::new(),
+        };
+        Report::of(figures, rules, now)
+    }
+
+    fn of(figures: Figures, rules: &RuleSet, now: jiff::Timestamp) -> Report {
+        Report {
+            generated_at: now,
+            findings: findings(&figures, rules),
             figures,
-            findings,
-        })
+        }
     }
 
     pub fn to_text(&self) -> String {

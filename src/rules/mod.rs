@@ -8,9 +8,12 @@
 //! - [`load`]: TOML text → [`Rule`], every error located precisely.
 //! - [`matcher`]: compiled glob sets, first-match decisions, explanations.
 //! - [`summary`]: the one-line templates a reviewer reads.
+//! - [`shipped`]: the packs compiled into the binary, used when there is no
+//!   `./rules` directory, and `airlock rules init`.
 
 mod load;
 mod matcher;
+pub mod shipped;
 mod summary;
 
 use std::fmt;
