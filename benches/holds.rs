@@ -4,6 +4,9 @@
 //! (open + recovery), and store size per hold.
 //!
 //! `cargo bench --bench holds` — `HOLDS=20000` for a shorter run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
+#![allow(clippy::print_stdout)]
 
 #[path = "support/mod.rs"]
 mod support;

@@ -3,6 +3,9 @@
 //! airlock whose store holds 1,000 pending holds.
 //!
 //! `cargo bench --bench page`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
+#![allow(clippy::print_stdout)]
 
 #[path = "support/mod.rs"]
 mod support;

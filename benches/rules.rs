@@ -2,6 +2,9 @@
 //! per `decide`, for a request matching near the end of the list and for one
 //! matching nothing; CONNECT decisions and the worst case of many rules on one
 //! host are measured alongside.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
+#![allow(clippy::print_stdout)]
 
 use std::fmt::Write as _;
 use std::hint::black_box;

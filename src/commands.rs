@@ -4,8 +4,12 @@
 //!
 //! `main.rs` parses arguments and calls these; nothing here parses
 //! arguments or starts anything but what the command names.
+//!
+//! Everything meant for standard output goes through [`emit`], so a reader
+//! that goes away early (`airlock explain … | head`) ends the command
+//! quietly instead of with a panic.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
@@ -18,6 +22,39 @@ use crate::tls::Ca;
 pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
+
+/// Writes `text` to standard output. When the reader has gone away (a
+/// closed pipe) the command ends quietly with success, as `grep` or `cat`
+/// do under `head` (the reader had what it wanted); any other write failure
+/// is a runtime failure.
+pub fn emit(text: &str) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => OK,
+        Err(e) => {
+            eprintln!("airlock: cannot write to standard output: {e}");
+            FAILURE
+        }
+    }
+}
+
+/// How wide printed tables may be: `COLUMNS` when set, else the terminal's
+/// width when standard output is one, else unlimited (a file or a pipe gets
+/// the full text).
+pub fn output_width() -> Option<usize> {
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0);
+    columns.or_else(|| {
+        let out = std::io::stdout();
+        if !out.is_terminal() {
+            return None;
+        }
+        terminal_size::terminal_size_of(&out).map(|(width, _)| usize::from(width.0))
+    })
+}
 
 /// Reads the configuration or explains why not (exit 2).
 pub fn load_config(path: Option<&Path>) -> Result<Config, u8> {
@@ -54,21 +91,15 @@ pub fn run(config: Config) -> u8 {
 /// `airlock ca init`: creates the CA in `dir` unless it is there already.
 pub fn ca_init(dir: &Path) -> u8 {
     match Ca::load_or_create(dir) {
-        Ok((_, true)) => {
-            println!(
-                "created {} and {} (private, mode 0600)",
-                dir.join(crate::tls::ca::CERT_FILE).display(),
-                dir.join(crate::tls::ca::KEY_FILE).display()
-            );
-            OK
-        }
-        Ok((_, false)) => {
-            println!(
-                "{} already holds an airlock CA; left as it is",
-                dir.display()
-            );
-            OK
-        }
+        Ok((_, true)) => emit(&format!(
+            "created {} and {} (private, mode 0600)\n",
+            dir.join(crate::tls::ca::CERT_FILE).display(),
+            dir.join(crate::tls::ca::KEY_FILE).display()
+        )),
+        Ok((_, false)) => emit(&format!(
+            "{} already holds an airlock CA; left as it is\n",
+            dir.display()
+        )),
         Err(e) => {
             eprintln!("airlock: {e}");
             USAGE
@@ -92,73 +123,133 @@ pub fn ca_bundle(config: &Config, out: Option<&Path>) -> u8 {
     }
     bundle.push_str("# airlock local CA\n");
     bundle.push_str(ca.cert_pem());
-    let written = match out {
-        Some(path) => std::fs::write(path, &bundle).map_err(|e| format!("{}: {e}", path.display())),
-        None => std::io::stdout()
-            .write_all(bundle.as_bytes())
-            .map_err(|e| e.to_string()),
+    let Some(path) = out else {
+        return emit(&bundle);
     };
-    match written {
+    match std::fs::write(path, &bundle) {
         Ok(()) => {
-            if let Some(path) = out {
-                eprintln!("wrote {}", path.display());
-            }
+            eprintln!("wrote {}", path.display());
             OK
         }
         Err(e) => {
-            eprintln!("airlock: {e}");
+            eprintln!("airlock: {}: {e}", path.display());
             FAILURE
         }
     }
 }
 
-/// `airlock rules check`: the classification table, or every error.
-pub fn rules_check(config: &Config) -> u8 {
-    match server::load_rules(config) {
-        Ok(rules) => {
-            print!("{}", rules.classification_table());
-            println!(
-                "{} rules from {}",
-                rules.rules().len(),
-                config.rules.dir.display()
-            );
-            for risk in rules.fronting_risks() {
-                println!("{risk}");
-            }
-            // A queue nobody owns fills silently: say so, without failing.
-            for rule in rules.rules() {
-                if rule.action == crate::rules::Action::Review && rule.reviewers.is_empty() {
-                    println!(
-                        "no named owner: {} ({}) is reviewed but lists no reviewers",
-                        rule.name, rule.location
-                    );
-                }
-                // A rule's own window is checked when it loads; the default
-                // window only here, where the configuration is known.
-                if let (None, Some(after), crate::window::Window::Fixed(window)) =
-                    (rule.window, rule.escalate_after, config.defaults.window)
-                    && rule.action == crate::rules::Action::Review
-                    && after >= window
-                {
-                    println!(
-                        "never escalates: {} ({}) has escalate_after {} but the default window is {}; holds expire first",
-                        rule.name,
-                        rule.location,
-                        crate::window::format_duration(after),
-                        crate::window::format_duration(window)
-                    );
-                }
-            }
-            OK
-        }
+/// How `airlock rules check` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulesFormat {
+    /// The classification table, fitted to `width` columns when given.
+    Text { width: Option<usize> },
+    /// Every rule in full, with the warnings, as one JSON object.
+    Json,
+}
+
+/// `airlock rules check`: the classification table and what a person
+/// should know about the rules, or every error (exit 2).
+pub fn rules_check(config: &Config, format: RulesFormat) -> u8 {
+    let rules = match server::load_rules(config) {
+        Ok(rules) => rules,
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
             }
             eprintln!("airlock: {} error(s) in the rules", errors.len());
-            USAGE
+            return USAGE;
+        }
+    };
+    let origin = crate::rules::shipped::origin(&config.rules.dir);
+    let warnings = rules_warnings(config, &rules);
+    let text = match format {
+        RulesFormat::Text { width } => {
+            let mut text = match width {
+                Some(width) => rules.classification_table_within(width),
+                None => rules.classification_table(),
+            };
+            text.push_str(&format!("{} rules from {origin}\n", rules.rules().len()));
+            for warning in &warnings {
+                text.push_str(warning);
+                text.push('\n');
+            }
+            text
+        }
+        RulesFormat::Json => {
+            let mut json = rules.classification_json();
+            json["from"] = match origin {
+                crate::rules::shipped::Origin::Dir(dir) => dir.display().to_string().into(),
+                crate::rules::shipped::Origin::Shipped => "shipped".into(),
+            };
+            json["warnings"] = warnings.into();
+            match serde_json::to_string_pretty(&json) {
+                Ok(text) => text + "\n",
+                Err(e) => {
+                    eprintln!("airlock: {e}");
+                    return FAILURE;
+                }
+            }
+        }
+    };
+    emit(&text)
+}
+
+/// What `rules check` says about valid rules without failing.
+fn rules_warnings(config: &Config, rules: &crate::rules::RuleSet) -> Vec<String> {
+    let mut warnings: Vec<String> = rules
+        .fronting_risks()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for rule in rules.rules() {
+        // A queue nobody owns fills silently: say so, without failing.
+        if rule.action == crate::rules::Action::Review && rule.reviewers.is_empty() {
+            warnings.push(format!(
+                "no named owner: {} ({}) is reviewed but lists no reviewers",
+                rule.name, rule.location
+            ));
+        }
+        // A rule's own window is checked when it loads; the default
+        // window only here, where the configuration is known.
+        if let (None, Some(after), crate::window::Window::Fixed(window)) =
+            (rule.window, rule.escalate_after, config.defaults.window)
+            && rule.action == crate::rules::Action::Review
+            && after >= window
+        {
+            warnings.push(format!(
+                "never escalates: {} ({}) has escalate_after {} but the default window is {}; holds expire first",
+                rule.name,
+                rule.location,
+                crate::window::format_duration(after),
+                crate::window::format_duration(window)
+            ));
         }
     }
+    warnings
+}
+
+/// `airlock rules init`: writes the shipped rule packs into `dir` for
+/// editing; a file already there is named and left as it is.
+pub fn rules_init(dir: &Path) -> u8 {
+    let written = match crate::rules::shipped::init(dir) {
+        Ok(written) => written,
+        Err(e) => {
+            eprintln!("airlock: {e}");
+            return FAILURE;
+        }
+    };
+    let mut text = String::new();
+    for w in &written {
+        if w.created {
+            text.push_str(&format!("wrote {}\n", w.path.display()));
+        } else {
+            text.push_str(&format!(
+                "kept {}: it exists, and rules init never overwrites\n",
+                w.path.display()
+            ));
+        }
+    }
+    emit(&text)
 }
 
 /// `airlock explain METHOD URL`: which rule matches and why.
@@ -235,8 +326,7 @@ pub fn explain(
         Some(Err(_)) => BodyView::Undecodable,
         None => BodyView::Unread,
     };
-    print!("{}", rules.explain(&view, body));
-    OK
+    emit(&rules.explain(&view, body).to_string())
 }
 
 /// `airlock audit verify`: walks the audit chain; names the first bad record.
@@ -253,10 +343,7 @@ pub fn audit_verify(config: &Config) -> u8 {
             }
         };
     match store.verify_audit() {
-        Ok(n) => {
-            println!("{n} audit records; the hash chain is intact");
-            OK
-        }
+        Ok(n) => emit(&format!("{n} audit records; the hash chain is intact\n")),
         Err(e) => {
             eprintln!("airlock: {e}");
             FAILURE
@@ -303,8 +390,7 @@ pub fn report(config: &Config, since: &str, format: ReportFormat, from: Option<&
             }
         },
     };
-    print!("{text}");
-    OK
+    emit(&text)
 }
 
 fn report_from_store(config: &Config, period: &str) -> Result<crate::report::Report, String> {
@@ -313,9 +399,13 @@ fn report_from_store(config: &Config, period: &str) -> Result<crate::report::Rep
         format!("the rules could not be loaded:\n{}", lines.join("\n"))
     })?;
     if !config.store.path.exists() {
-        return Err(format!(
-            "there is no store at {}: nothing has been held yet, or [store] path names another directory",
-            config.store.path.display()
+        // Nothing has been held yet: an empty review, and no store made
+        // just to read it.
+        let now = jiff::Timestamp::now();
+        return Ok(crate::report::Report::empty(
+            &rules,
+            crate::report::since(now, period)?,
+            now,
         ));
     }
     let store = crate::holds::Store::open(&config.store.path, crate::holds::store::system_clock())

@@ -691,7 +691,7 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             "rules",
             "dir",
             raw.rules.dir,
-            PathBuf::from("./rules"),
+            PathBuf::from(crate::rules::shipped::DEFAULT_DIR),
             non_empty_path,
         ),
     };

@@ -2,11 +2,17 @@
 //! irreversible actions.
 //!
 //! Data flows one way: [`server`] starts the proxy workers, each of which
-//! accepts agent connections and serves them with [`proxy`], which classifies each request with [`rules`] and then tunnels,
-//! forwards (through [`upstream`]), refuses, or holds it in [`holds`] for a
-//! reviewer to decide through [`review`]. [`tls`] mints the
-//! certificates interception needs; [`config`] reads `airlock.toml`;
-//! [`commands`] implements the command line that `main.rs` parses.
+//! accepts agent connections and serves them with [`proxy`], which
+//! classifies each request with [`rules`] and then tunnels, forwards
+//! (through [`upstream`]), refuses, or holds it in [`holds`] for a reviewer
+//! to decide through [`review`]; the two sides meet only in the store.
+//! [`tls`] mints the certificates interception needs; [`reload`] swaps the
+//! rule set in force; [`notify`] tells reviewers from the audit log;
+//! [`report`] and [`metrics`] read figures; [`window`] is time as rules
+//! write it; [`error`] maps proxy errors to statuses; [`config`] reads
+//! `airlock.toml`; [`commands`] implements the command line that `main.rs`
+//! parses. `docs/ARCHITECTURE.md` has the map, who owns which state, and
+//! where each SPEC section lives.
 
 pub mod canonical;
 pub mod commands;

@@ -123,7 +123,23 @@ enum RulesCommand {
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// A table fitted to the terminal (full width into a file or pipe),
+        /// or every rule in full as JSON.
+        #[arg(long, value_enum, default_value_t = RulesFormatArg::Text)]
+        format: RulesFormatArg,
     },
+    /// Write the shipped rule packs out for editing; never overwrites a file.
+    Init {
+        /// Where (default: [rules] dir, ./rules).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RulesFormatArg {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -150,10 +166,27 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Rules {
-            command: RulesCommand::Check { config },
+            command: RulesCommand::Check { config, format },
         } => match commands::load_config(config.as_deref()) {
-            Ok(config) => commands::rules_check(&config),
+            Ok(config) => {
+                let format = match format {
+                    RulesFormatArg::Text => commands::RulesFormat::Text {
+                        width: commands::output_width(),
+                    },
+                    RulesFormatArg::Json => commands::RulesFormat::Json,
+                };
+                commands::rules_check(&config, format)
+            }
             Err(code) => code,
+        },
+        Command::Rules {
+            command: RulesCommand::Init { dir },
+        } => match dir {
+            Some(dir) => commands::rules_init(&dir),
+            None => match commands::load_config(None) {
+                Ok(config) => commands::rules_init(&config.rules.dir),
+                Err(code) => code,
+            },
         },
         Command::Audit {
             command: AuditCommand::Verify { config },

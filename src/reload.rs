@@ -42,11 +42,12 @@ impl Reloader {
         &self.rules
     }
 
-    /// Loads the directory again; on success the new set is in force for
-    /// every request that starts after this returns.
+    /// Loads the directory again (the shipped packs while there is no
+    /// `./rules`); on success the new set is in force for every request
+    /// that starts after this returns.
     pub fn reload(&self, why: &str) -> Result<usize, Vec<RuleError>> {
-        let loaded =
-            crate::rules::load_dir(&self.dir).and_then(|rules| RuleSet::new(rules, self.unmatched));
+        let loaded = crate::rules::shipped::load(&self.dir)
+            .and_then(|(rules, _)| RuleSet::new(rules, self.unmatched));
         match loaded {
             Ok(set) => {
                 let n = set.rules().len();

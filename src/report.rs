@@ -57,12 +57,28 @@ impl Report {
         since: jiff::Timestamp,
     ) -> Result<Report, StoreError> {
         let figures = stats::figures(store, since)?;
-        let findings = findings(&figures, rules);
-        Ok(Report {
-            generated_at: store.now(),
+        Ok(Report::of(figures, rules, store.now()))
+    }
+
+    /// The report of a store that does not exist yet: no holds in the
+    /// period, while what the rules alone show still stands.
+    pub fn empty(rules: &RuleSet, since: jiff::Timestamp, now: jiff::Timestamp) -> Report {
+        let figures = Figures {
+            since,
+            rules: Vec::new(),
+            queue_depth: 0,
+            oldest_pending: None,
+            unmatched: Vec::new(),
+        };
+        Report::of(figures, rules, now)
+    }
+
+    fn of(figures: Figures, rules: &RuleSet, now: jiff::Timestamp) -> Report {
+        Report {
+            generated_at: now,
+            findings: findings(&figures, rules),
             figures,
-            findings,
-        })
+        }
     }
 
     pub fn to_text(&self) -> String {
@@ -378,6 +394,10 @@ fn short_time(at: jiff::Timestamp) -> String {
 
 /// Rows as RFC 4180 CSV: a field holding a comma, quote or line break is
 /// quoted by the `csv` crate.
+#[expect(
+    clippy::expect_used,
+    reason = "writing to a Vec cannot fail, and UTF-8 fields make UTF-8 CSV"
+)]
 fn csv_text<const N: usize>(rows: &[[String; N]]) -> String {
     let mut out = csv::Writer::from_writer(Vec::new());
     for row in rows {

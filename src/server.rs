@@ -75,7 +75,13 @@ fn join_rule_errors(errors: &[RuleError]) -> String {
 
 /// Loads and compiles the rules the configuration names.
 pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
-    let rules = crate::rules::load_dir(&config.rules.dir)?;
+    let (rules, origin) = crate::rules::shipped::load(&config.rules.dir)?;
+    if origin == crate::rules::shipped::Origin::Shipped {
+        tracing::info!(
+            "no {} directory: using the rule packs built into airlock; `airlock rules init` writes them out for editing",
+            crate::rules::shipped::DEFAULT_DIR
+        );
+    }
     RuleSet::new(rules, config.defaults.unmatched)
 }
 

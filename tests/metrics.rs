@@ -1,5 +1,7 @@
 //! `/metrics` parses as Prometheus exposition and its figures move with
 //! real traffic through airlock.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
 
 mod common;
 

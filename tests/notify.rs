@@ -4,6 +4,8 @@
 //! delivery after a receiver outage across a restart, that a hung receiver
 //! never holds up an agent, failing sinks in /metrics, and escalation to the
 //! backup with the store's clock moved instead of waiting.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
 
 mod common;
 

@@ -24,6 +24,8 @@
 //!   }
 //! }
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! and an agent waits with `Prefer: wait`. The forward completes, the waiting
 //! agent gets the held answer, the process exits 0, and the hold is still
 //! pending after a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! The tools `./test.sh` installs are found by the tests' one lookup
 //! (`common::require_tool`) and run: those on `PATH`, the virtualenv's, and
 //! PostgreSQL's server binaries, which Debian keeps off `PATH`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(unreachable_pub)]
 
 mod common;
 

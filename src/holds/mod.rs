@@ -194,11 +194,11 @@ mod base64_bytes {
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&STANDARD.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
@@ -218,8 +218,10 @@ pub fn hex(bytes: &[u8]) -> String {
 /// A fresh random secret, hex, for tokens and capability URLs.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
-    // The OS random source failing leaves nothing safe to do: stop loudly.
-    #[allow(clippy::expect_used)]
+    #[expect(
+        clippy::expect_used,
+        reason = "without the OS random source no secret can be made; stopping loudly is the only safe answer"
+    )]
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
     hex(&bytes)
 }

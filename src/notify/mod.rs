@@ -126,8 +126,10 @@ impl std::fmt::Debug for Notifier {
 
 /// `sha256=<hex HMAC-SHA256 of body>`, as `Airlock-Signature` carries it.
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    // HMAC takes a key of any length; this cannot fail.
-    #[allow(clippy::expect_used)]
+    #[expect(
+        clippy::expect_used,
+        reason = "HMAC takes a key of any length: new_from_slice cannot fail"
+    )]
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(body);

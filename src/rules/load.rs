@@ -21,9 +21,7 @@ use crate::window::{Window, format_duration, parse_duration};
 /// Parses one rules file. `file` is only used to name the file in errors.
 /// Every error found is returned, not just the first.
 pub fn parse_file(file: &str, text: &str) -> Result<Vec<Rule>, Vec<RuleError>> {
-    let (rules, mut errors) = parse_rules(file, text);
-    errors.extend(duplicate_names(&rules));
-    finish(rules, errors)
+    load_texts([(file, text)])
 }
 
 /// Loads every `*.toml` in `dir`, in file-name order (which is rule order).
@@ -70,17 +68,39 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Rule>, Vec<RuleError>> {
     }
     files.sort();
 
-    let mut rules = Vec::new();
+    let mut texts = Vec::new();
     for (_, path) in &files {
-        let file = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let (parsed, found) = parse_rules(&file, &text);
-                rules.extend(parsed);
-                errors.extend(found);
-            }
+            Ok(text) => texts.push((path.display().to_string(), text)),
             Err(e) => errors.push(whole(path, format!("cannot read the rules file: {e}"))),
         }
+    }
+    match load_texts(
+        texts
+            .iter()
+            .map(|(file, text)| (file.as_str(), text.as_str())),
+    ) {
+        Ok(rules) if errors.is_empty() => Ok(rules),
+        Ok(_) => Err(errors),
+        Err(found) => {
+            errors.extend(found);
+            Err(errors)
+        }
+    }
+}
+
+/// Loads rules files already in memory, `(name, text)` in rule order, as
+/// [`load_dir`] loads a directory's: every error of every file, and names
+/// unique across all of them.
+pub(crate) fn load_texts<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<Rule>, Vec<RuleError>> {
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (file, text) in files {
+        let (parsed, found) = parse_rules(file, text);
+        rules.extend(parsed);
+        errors.extend(found);
     }
     errors.extend(duplicate_names(&rules));
     finish(rules, errors)

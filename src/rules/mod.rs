@@ -9,10 +9,13 @@
 //! - [`matcher`]: compiled glob sets, first-match decisions, explanations.
 //! - [`summary`]: the one-line templates a reviewer reads.
 //! - [`fronting`]: blind hosts that share a front end with guarded ones.
+//! - [`shipped`]: the packs compiled into the binary, used when there is no
+//!   `./rules` directory, and `airlock rules init`.
 
 mod fronting;
 mod load;
 mod matcher;
+pub mod shipped;
 mod summary;
 
 use std::fmt;
