@@ -2,8 +2,9 @@
 //! irreversible actions.
 //!
 //! Data flows one way: [`server`] starts the proxy workers, each of which
-//! accepts agent connections and serves them with [`proxy`], which
-//! classifies each request with [`rules`] and then tunnels, forwards
+//! accepts agent connections and serves them with [`proxy`], which reads
+//! each request one way ([`canonical`]), classifies that reading with
+//! [`rules`] and then tunnels, forwards
 //! (through [`upstream`]), refuses, or holds it in [`holds`] for a reviewer
 //! to decide through [`review`]; the two sides meet only in the store.
 //! [`tls`] mints the certificates interception needs; [`reload`] swaps the
