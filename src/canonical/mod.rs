@@ -4,9 +4,10 @@
 //! thing and the upstream acts on another. This module owns the one reading
 //! airlock judges by: the canonical path ([`path`]), the methods a request
 //! may be acted on as ([`methods`]), the body decoded for reading ([`body`])
-//! and the JSON in it with every ambiguity flagged ([`json`]). The rules
-//! match on it, the hold shows it, and what is sent is the request it was
-//! read from.
+//! and the JSON in it with every ambiguity flagged ([`json`]); [`read`]
+//! puts them together into one [`Reading`]. The rules match on it, the
+//! hold and the page show it, and what is sent is the request it was read
+//! from.
 //!
 //! This module is pure: no I/O, no configuration, no knowledge of rules,
 //! connections or the store. It never panics on any input.
@@ -15,8 +16,96 @@ pub mod body;
 pub mod json;
 pub mod path;
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use http::header::HeaderName;
+
+/// The whole reading of one request, as a hold, the page and the API show
+/// it. (The proxy's hot path takes the same pieces lazily: it decodes a
+/// body only when a rule looks inside it.)
+#[derive(Debug)]
+pub struct Reading<'r> {
+    /// The path the rules matched.
+    pub path: String,
+    /// The methods besides its own the request may be acted on as.
+    pub methods: Vec<String>,
+    /// The body decoded for reading; the bytes as sent when nothing needed
+    /// undoing or they cannot be decoded.
+    pub body: Cow<'r, [u8]>,
+    /// What was undone to read the body (`gzip`), when anything was.
+    pub decoded_from: Option<String>,
+    /// Each way the request can be read other than the plain one, in words.
+    pub ambiguities: Vec<String>,
+}
+
+/// Reads a request the way airlock judges it: `path` without its query,
+/// the headers as they will be sent, and the body as sent. `limit` bounds
+/// the decoded body.
+pub fn read<'r>(path: &str, headers: &HeaderMap, body: &'r [u8], limit: u64) -> Reading<'r> {
+    let mut ambiguities = Vec::new();
+    let methods = methods(headers);
+    for name in &METHOD_OVERRIDES {
+        for value in headers.get_all(name) {
+            ambiguities.push(format!(
+                "{} asks the server to act as {} (the request was classified under that method too)",
+                name.as_str(),
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+    }
+    let canonical_path = path::canonical(path);
+    if canonical_path != path {
+        ambiguities.push(format!(
+            "the path {path:?} is read as {canonical_path:?} by the rules; the upstream receives it as written"
+        ));
+    }
+    let (decoded, decoded_from) = match body::decode(headers, body, limit) {
+        Ok(Cow::Borrowed(b)) => (Cow::Borrowed(b), None),
+        Ok(Cow::Owned(b)) => (Cow::Owned(b), Some(codings(headers))),
+        Err(e) => {
+            ambiguities.push(format!("{e}: shown as sent"));
+            (Cow::Borrowed(body), None)
+        }
+    };
+    let says_json = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
+    let looks_json = decoded
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'['));
+    if says_json || looks_json {
+        match json::parse(&decoded).ambiguity {
+            // Text that merely starts like JSON is not claimed to be JSON.
+            Some(json::Ambiguity::NotOneValue(_)) if !says_json => {}
+            Some(a) => ambiguities.push(a.to_string()),
+            None => {}
+        }
+    }
+    Reading {
+        path: canonical_path.into_owned(),
+        methods,
+        body: decoded,
+        decoded_from,
+        ambiguities,
+    }
+}
+
+/// The codings and character set that were undone, in words.
+fn codings(headers: &HeaderMap) -> String {
+    let listed: Vec<&str> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if listed.is_empty() {
+        "a Unicode encoding other than UTF-8, or a byte-order mark".to_owned()
+    } else {
+        listed.join(", ")
+    }
+}
 
 /// Headers that ask a server to act as if the request had another method.
 pub static METHOD_OVERRIDES: [HeaderName; 3] = [
@@ -74,6 +163,37 @@ mod tests {
         h.insert("x-http-method", HeaderValue::from_static("PUT"));
         assert!(has_method_override(&h));
         assert_eq!(methods(&h), vec!["POST", "PUT", "DELETE"]);
+    }
+
+    #[test]
+    fn one_reading_names_every_other() {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"status":"created","Status":"sent"}"#)
+            .unwrap();
+        let gz = e.finish().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("content-encoding", HeaderValue::from_static("gzip"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("x-http-method-override", HeaderValue::from_static("DELETE"));
+        let r = read("/v3//mail/send/", &h, &gz, 1 << 20);
+        assert_eq!(r.path, "/v3/mail/send");
+        assert_eq!(r.methods, vec!["DELETE"]);
+        assert_eq!(&*r.body, br#"{"status":"created","Status":"sent"}"#);
+        assert_eq!(r.decoded_from.as_deref(), Some("gzip"));
+        assert_eq!(r.ambiguities.len(), 3, "{:#?}", r.ambiguities);
+        assert!(r.ambiguities[0].contains("DELETE"));
+        assert!(r.ambiguities[1].contains("\"/v3/mail/send\""));
+        assert!(r.ambiguities[2].contains("differ only in case"));
+
+        let plain = read("/notes", &HeaderMap::new(), b"hello", 1 << 20);
+        assert!(plain.ambiguities.is_empty());
+        assert!(matches!(plain.body, Cow::Borrowed(_)));
+        let mut corrupt = HeaderMap::new();
+        corrupt.insert("content-encoding", HeaderValue::from_static("br"));
+        let r = read("/x", &corrupt, b"not brotli", 1 << 20);
+        assert_eq!(&*r.body, b"not brotli");
+        assert!(r.ambiguities[0].contains("cannot be decoded"));
     }
 
     #[test]

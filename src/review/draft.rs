@@ -31,35 +31,11 @@ pub struct Draft<'b> {
 
 impl<'b> Draft<'b> {
     pub fn read(hold: &Hold, raw: &'b [u8]) -> Draft<'b> {
-        let headers = header_map(hold);
-        let mut ambiguities = request_ambiguities(hold, &headers);
-        let (body, decoded_from) = match canonical::body::decode(&headers, raw, DECODE_LIMIT) {
-            Ok(Cow::Borrowed(b)) => (Cow::Borrowed(b), None),
-            Ok(Cow::Owned(b)) => (Cow::Owned(b), Some(coding(&headers))),
-            Err(e) => {
-                ambiguities.push(format!("{e}: shown as stored"));
-                (Cow::Borrowed(raw), None)
-            }
-        };
-        let says_json = hold
-            .content_type
-            .as_deref()
-            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        let looks_json = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| matches!(b, b'{' | b'['));
-        if says_json || looks_json {
-            match canonical::json::parse(&body).ambiguity {
-                Some(canonical::json::Ambiguity::NotOneValue(_)) if !says_json => {}
-                Some(a) => ambiguities.push(a.to_string()),
-                None => {}
-            }
-        }
+        let reading = canonical::read(path_of(&hold.url), &header_map(hold), raw, DECODE_LIMIT);
         Draft {
-            body,
-            decoded_from,
-            ambiguities,
+            body: reading.body,
+            decoded_from: reading.decoded_from,
+            ambiguities: reading.ambiguities,
         }
     }
 }
@@ -76,42 +52,6 @@ fn header_map(hold: &Hold) -> HeaderMap {
         }
     }
     map
-}
-
-/// The codings and character set that were undone, in words.
-fn coding(headers: &HeaderMap) -> String {
-    let mut parts: Vec<String> = headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .collect();
-    if parts.is_empty() {
-        parts.push("a Unicode encoding other than UTF-8, or a byte-order mark".to_owned());
-    }
-    parts.join(", ")
-}
-
-/// Readings of the request line and headers besides the plain one.
-fn request_ambiguities(hold: &Hold, headers: &HeaderMap) -> Vec<String> {
-    let mut out = Vec::new();
-    for name in &canonical::METHOD_OVERRIDES {
-        for value in headers.get_all(name) {
-            out.push(format!(
-                "{} asks the server to act as {} (the request was classified under that method too)",
-                name.as_str(),
-                String::from_utf8_lossy(value.as_bytes())
-            ));
-        }
-    }
-    let path = path_of(&hold.url);
-    let canonical_path = canonical::path::canonical(path);
-    if canonical_path != path {
-        out.push(format!(
-            "the path {path:?} is read as {canonical_path:?} by the rules; the upstream receives it as written"
-        ));
-    }
-    out
 }
 
 /// The path of an absolute URL, without its query.
