@@ -4,8 +4,9 @@
 //! this process; airlock runs as a child process.
 //!
 //! `cargo bench --bench proxy` — set `SECS` (per cell, default 3) and `CONC`
-//! (default 32). Figures are ratios to direct measured in the same run: on a
-//! shared 2-core machine absolute numbers move from run to run.
+//! (default 32). Figures are ratios to direct measured in the same run, and
+//! airlock's CPU per request (from /proc): on a shared 2-core machine
+//! absolute throughput moves from run to run.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unreachable_pub)]
 #![allow(clippy::print_stdout)]
@@ -195,6 +196,23 @@ async fn worker(
     }
 }
 
+/// Requests per second, and airlock's CPU per request in microseconds
+/// when `pid` names it.
+async fn measure_cpu(
+    mode: Mode,
+    at: Endpoints,
+    roots: &[&str],
+    conc: usize,
+    secs: f64,
+    pid: u32,
+) -> (f64, f64) {
+    let before = cpu_us(pid);
+    let start = Instant::now();
+    let rps = measure(mode, at, roots, conc, secs).await;
+    let requests = rps * start.elapsed().as_secs_f64();
+    (rps, (cpu_us(pid) - before) / requests.max(1.0))
+}
+
 async fn measure(mode: Mode, at: Endpoints, roots: &[&str], conc: usize, secs: f64) -> f64 {
     let tls = client_tls(roots);
     let done = Arc::new(AtomicU64::new(0));
@@ -207,6 +225,33 @@ async fn measure(mode: Mode, at: Endpoints, roots: &[&str], conc: usize, secs: f
         t.await.unwrap();
     }
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// CPU time (user + system) the process has used so far, from
+/// `/proc/PID/stat`, in microseconds.
+fn cpu_us(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after `)`.
+    (ticks(11) + ticks(12)) * 1e6 / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Kills the airlock child however the bench ends.
@@ -312,22 +357,23 @@ fn main() {
             };
             let direct = measure(Mode::Direct, at(fwd_addr), &[&origin_ca], conc, secs).await;
             let direct_plain = measure(Mode::DirectPlain, at(fwd_addr), &[], conc, secs).await;
+            let (fwd_pid, mitm_pid) = (fwd.0.id(), mitm.0.id());
             let cells = [
-                ("plain HTTP forward", Mode::Forward, fwd_addr, vec![origin_ca.as_str()], direct_plain),
-                ("blind tunnel", Mode::Tunnel, fwd_addr, vec![origin_ca.as_str()], direct),
-                ("intercepted", Mode::Intercept, mitm_addr, vec![airlock_ca.as_str()], direct),
+                ("plain HTTP forward", Mode::Forward, fwd_addr, vec![origin_ca.as_str()], direct_plain, fwd_pid),
+                ("blind tunnel", Mode::Tunnel, fwd_addr, vec![origin_ca.as_str()], direct, fwd_pid),
+                ("intercepted", Mode::Intercept, mitm_addr, vec![airlock_ca.as_str()], direct, mitm_pid),
             ];
-            for (name, mode, proxy, roots, baseline) in cells {
-                let rps = measure(mode, at(proxy), &roots, conc, secs).await;
-                table.push((size, name, rps, baseline));
+            for (name, mode, proxy, roots, baseline, pid) in cells {
+                let (rps, cpu) = measure_cpu(mode, at(proxy), &roots, conc, secs, pid).await;
+                table.push((size, name, rps, baseline, cpu));
             }
             drop((fwd, mitm));
         }
         println!("\nairlock vs direct (plain HTTP vs direct HTTP; the rest vs direct HTTPS), keep-alive, c={conc}, {secs}s per cell");
-        println!("{:<8} {:<20} {:>12} {:>12} {:>8}", "body", "path", "req/s", "direct", "ratio");
-        for (size, name, rps, direct) in table {
+        println!("{:<8} {:<20} {:>12} {:>12} {:>8} {:>14}", "body", "path", "req/s", "direct", "ratio", "cpu us/req");
+        for (size, name, rps, direct, cpu) in table {
             let size = if size >= 1024 * 1024 { "1 MiB" } else { "1 KiB" };
-            println!("{size:<8} {name:<20} {rps:>12.0} {direct:>12.0} {:>7.2}x", rps / direct);
+            println!("{size:<8} {name:<20} {rps:>12.0} {direct:>12.0} {:>7.2}x {cpu:>14.1}", rps / direct);
         }
     });
 }

@@ -611,3 +611,52 @@ fn client_hello(sni: &str, ech: bool) -> Vec<u8> {
     record.extend_from_slice(&hs);
     record
 }
+
+/// Python requests, the client most agent frameworks use, trying the same
+/// tricks: a doubled slash, a method override, a compressed body with a
+/// duplicate key. Each is held or denied; nothing reaches the upstream.
+#[tokio::test]
+async fn python_requests_cannot_reshape_a_reviewed_request() {
+    let pki = Pki::new();
+    let front = upstream(Some(&pki)).await;
+    let a = airlock(&pki, RULES, "").await;
+    let python = require_tool("python3");
+    let script = r#"
+import gzip, json, sys, requests
+proxy, ca, port = sys.argv[1], sys.argv[2], sys.argv[3]
+s = requests.Session()
+s.proxies = {"https": proxy}
+s.verify = ca
+out = []
+r = s.post(f"https://mail.test:{port}//v3/mail/send", json={"to": "a@b"})
+out.append([r.status_code, r.json()["airlock"]])
+r = s.get(f"https://mail.test:{port}/v3/templates/t1", headers={"X-HTTP-Method-Override": "DELETE"})
+out.append([r.status_code, r.json()["airlock"]])
+body = gzip.compress(b'{"status":"created","status":"sent"}')
+r = s.post(f"https://intercept.test:{port}/envelopes", data=body,
+           headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+out.append([r.status_code, r.json()["airlock"]])
+print(json.dumps(out))
+"#;
+    let (proxy, ca, port) = (a.proxy_url(), a.ca_path(), front.port().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args(["-c", script, &proxy, ca.to_str().unwrap(), &port])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        r#"[[403, "held"], [403, "denied"], [403, "held"]]"#
+    );
+    assert_eq!(front.count(), 0);
+    a.stop().await;
+}

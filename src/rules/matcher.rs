@@ -176,24 +176,94 @@ fn method_matches(rule: &Rule, method: &str) -> bool {
     rule.methods.is_empty() || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
 }
 
-fn query_matches(conditions: &[(String, GlobMatcher)], query: Option<&str>) -> bool {
-    conditions.iter().all(|(param, glob)| {
-        query.is_some_and(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .any(|(k, v)| k == param.as_str() && glob_matches(glob, v.as_bytes()))
+/// How one query or header condition fares over every occurrence of its
+/// name. A review or deny rule needs one occurrence to match (some reading
+/// of the request meets it); an automatic rule needs the name present as
+/// written and every occurrence to match, a query name in any case
+/// included (every reading meets it), since servers differ in which of
+/// `?to=a&to=b` they read and some read `To` as `to`.
+enum Occurrences<'v> {
+    Holds(Cow<'v, [u8]>),
+    Absent,
+    Fails(Cow<'v, [u8]>),
+}
+
+fn occurrences<'v>(
+    values: impl Iterator<Item = (bool, Cow<'v, [u8]>)>,
+    glob: &GlobMatcher,
+    automatic: bool,
+) -> Occurrences<'v> {
+    let mut present = false;
+    let mut first = None;
+    for (exact, value) in values {
+        let ok = glob_matches(glob, &value);
+        if automatic && !ok {
+            return Occurrences::Fails(value);
+        }
+        if !automatic && ok {
+            return Occurrences::Holds(value);
+        }
+        present |= exact;
+        if first.is_none() {
+            first = Some(value);
+        }
+    }
+    match first {
+        Some(value) if automatic && present => Occurrences::Holds(value),
+        Some(value) if !automatic => Occurrences::Fails(value),
+        _ => Occurrences::Absent,
+    }
+}
+
+/// The values of query parameter `param`, in any case: (named exactly so, value).
+fn query_values<'q>(
+    query: Option<&'q str>,
+    param: &'q str,
+) -> impl Iterator<Item = (bool, Cow<'q, [u8]>)> + 'q {
+    query
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .filter(move |(k, _)| k.eq_ignore_ascii_case(param))
+        .map(move |(k, v)| {
+            let v = match v {
+                Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            };
+            (k == param, v)
         })
+}
+
+fn header_values<'h>(
+    headers: &'h http::HeaderMap,
+    name: &http::HeaderName,
+) -> impl Iterator<Item = (bool, Cow<'h, [u8]>)> + 'h {
+    headers
+        .get_all(name)
+        .into_iter()
+        .map(|v| (true, Cow::Borrowed(v.as_bytes())))
+}
+
+fn query_matches(rule: &Rule, conditions: &[(String, GlobMatcher)], query: Option<&str>) -> bool {
+    let automatic = rule.action == Action::Automatic;
+    conditions.iter().all(|(param, glob)| {
+        matches!(
+            occurrences(query_values(query, param), glob, automatic),
+            Occurrences::Holds(_)
+        )
     })
 }
 
 fn headers_match(
+    rule: &Rule,
     conditions: &[(http::HeaderName, GlobMatcher)],
     headers: &http::HeaderMap,
 ) -> bool {
+    let automatic = rule.action == Action::Automatic;
     conditions.iter().all(|(name, glob)| {
-        headers
-            .get_all(name)
-            .iter()
-            .any(|v| glob_matches(glob, v.as_bytes()))
+        matches!(
+            occurrences(header_values(headers, name), glob, automatic),
+            Occurrences::Holds(_)
+        )
     })
 }
 
@@ -433,8 +503,8 @@ impl RuleSet {
                             continue;
                         }
                     }
-                    if !query_matches(&compiled.query, req.query)
-                        || !headers_match(&compiled.headers, req.headers)
+                    if !query_matches(rule, &compiled.query, req.query)
+                        || !headers_match(rule, &compiled.headers, req.headers)
                     {
                         continue;
                     }
@@ -554,62 +624,44 @@ fn examine(
             rule.paths
         ));
     }
+    let automatic = rule.action == Action::Automatic;
     for ((param, glob), (_, pattern)) in compiled.query.iter().zip(&rule.query) {
-        let values: Vec<String> = facts
-            .req
-            .query
-            .map(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .filter(|(k, _)| k == param.as_str())
-                    .map(|(_, v)| v.into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let found = values.iter().find(|v| glob_matches(glob, v.as_bytes()));
-        match (found, values.first()) {
-            (Some(v), _) => held.push(format!(
+        match occurrences(query_values(facts.req.query, param), glob, automatic) {
+            Occurrences::Holds(v) => held.push(format!(
                 "query {param:?} = {:?} matches {pattern:?}",
-                bounded(v)
+                bounded(&String::from_utf8_lossy(&v))
             )),
-            (None, None) => {
+            Occurrences::Absent => {
                 return fail(format!(
                     "query parameter {param:?} is absent (wanted {pattern:?})"
                 ));
             }
-            (None, Some(v)) => {
+            Occurrences::Fails(v) => {
                 return fail(format!(
                     "query {param:?} = {:?} does not match {pattern:?}",
-                    bounded(v)
+                    bounded(&String::from_utf8_lossy(&v))
                 ));
             }
         }
     }
     for ((name, glob), (_, pattern)) in compiled.headers.iter().zip(&rule.headers) {
-        let values: Vec<String> = facts
-            .req
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        let found = values.iter().find(|v| glob_matches(glob, v.as_bytes()));
-        match (found, values.first()) {
-            (Some(v), _) => held.push(format!(
+        match occurrences(header_values(facts.req.headers, name), glob, automatic) {
+            Occurrences::Holds(v) => held.push(format!(
                 "header {:?} = {:?} matches {pattern:?}",
                 name.as_str(),
-                bounded(v)
+                bounded(&String::from_utf8_lossy(&v))
             )),
-            (None, None) => {
+            Occurrences::Absent => {
                 return fail(format!(
                     "header {:?} is absent (wanted {pattern:?})",
                     name.as_str()
                 ));
             }
-            (None, Some(v)) => {
+            Occurrences::Fails(v) => {
                 return fail(format!(
                     "header {:?} = {:?} does not match {pattern:?}",
                     name.as_str(),
-                    bounded(v)
+                    bounded(&String::from_utf8_lossy(&v))
                 ));
             }
         }
@@ -1028,6 +1080,50 @@ path = ["/v3/**"]
             Some("a77")
         );
         assert_eq!(name(&set, &req("POST", "h", "/v77//other")), None);
+    }
+
+    #[test]
+    fn repeated_query_and_header_values_meet_review_on_any_and_automatic_on_all() {
+        let rules = r#"
+[[rule]]
+name = "live-send"
+action = "review"
+host = ["h"]
+query = { mode = "live" }
+
+[[rule]]
+name = "test-mode"
+action = "automatic"
+host = ["h"]
+query = { mode = "test" }
+headers = { "x-account" = "acct_test_*" }
+"#;
+        let set = set(rules, Action::Deny);
+        let r = |target: &str| req("POST", "h", target);
+        let acct = |t: &str| r(t).header("x-account", "acct_test_1");
+        assert_eq!(
+            name(&set, &acct("/?mode=test")).as_deref(),
+            Some("test-mode")
+        );
+        for target in [
+            "/?mode=test&mode=live",
+            "/?mode=live&mode=test",
+            "/?mode=test&Mode=live",
+            "/?MODE=live&mode=test",
+        ] {
+            assert_eq!(
+                name(&set, &acct(target)).as_deref(),
+                Some("live-send"),
+                "{target}"
+            );
+        }
+        // Another value beside the one automatic names: not automatic.
+        assert_eq!(name(&set, &acct("/?mode=test&mode=other")), None);
+        assert_eq!(name(&set, &acct("/?Mode=test")), None);
+        let two_accounts = r("/?mode=test")
+            .header("x-account", "acct_test_1")
+            .header("x-account", "acct_live_9");
+        assert_eq!(name(&set, &two_accounts), None);
     }
 
     #[test]
