@@ -24,7 +24,8 @@ pub enum BodyError {
     Undecodable(String),
 }
 
-/// The body decoded for reading: borrowed when nothing needed undoing.
+/// The body decoded for reading: borrowed when nothing needed undoing;
+/// never more than `limit` bytes.
 pub fn decode<'b>(
     headers: &HeaderMap,
     raw: &'b [u8],
@@ -43,10 +44,15 @@ pub fn decode<'b>(
         body = Cow::Owned(undo(coding, &body, limit)?);
     }
     let charset = charset(headers);
-    Ok(match to_utf8(&body, charset.as_deref())? {
+    let body = match to_utf8(&body, charset.as_deref())? {
         Some(text) => Cow::Owned(text.into_bytes()),
         None => body,
-    })
+    };
+    // UTF-16 text grows by half as UTF-8: the text read counts too.
+    if body.len() as u64 > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    Ok(body)
 }
 
 fn undo(coding: &str, data: &[u8], limit: u64) -> Result<Vec<u8>, BodyError> {
@@ -234,6 +240,26 @@ mod tests {
         assert_eq!(
             decode(&h, &bomb, 64 * 1024),
             Err(BodyError::TooLarge { limit: 64 * 1024 })
+        );
+    }
+
+    #[test]
+    fn text_that_grows_as_utf8_is_too_large() {
+        // Three UTF-16 code units that are three bytes each as UTF-8.
+        let le16: Vec<u8> = "\u{20ac}\u{20ac}\u{20ac}"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let h = headers(&[("content-type", "application/json; charset=utf-16le")]);
+        assert_eq!(decode(&h, &le16, 9).unwrap().len(), 9);
+        assert_eq!(decode(&h, &le16, 8), Err(BodyError::TooLarge { limit: 8 }));
+        let h = headers(&[
+            ("content-encoding", "gzip"),
+            ("content-type", "text/plain; charset=utf-16le"),
+        ]);
+        assert_eq!(
+            decode(&h, &gzip(&le16), 6),
+            Err(BodyError::TooLarge { limit: 6 })
         );
     }
 

@@ -8,32 +8,18 @@
 
 use std::borrow::Cow;
 
-/// How many rounds of percent-decoding are applied at most (each round
-/// also reads escaped `%`s, so two already cover any depth of encoding).
-const DECODE_ROUNDS: usize = 2;
-
 /// The canonical form of `path` (without its query): `%XX` of unreserved
-/// characters and of `/` and `\` decoded (also under escaped `%`s, as an
-/// upstream that decodes more than once would read them), `\` read as `/`, `;parameters` dropped from every
-/// segment, dot segments removed, repeated `/` collapsed and a trailing `/`
-/// dropped. Borrowed when `path` is already canonical.
+/// characters and of `/` and `\` decoded (also under escaped `%`s, and
+/// again wherever a decoded byte completes a new escape, as an upstream
+/// that decodes more than once would read them), `\` read as `/`,
+/// `;parameters` dropped from every segment, dot segments removed, repeated
+/// `/` collapsed and a trailing `/` dropped. Borrowed when `path` is already
+/// canonical.
 pub fn canonical(path: &str) -> Cow<'_, str> {
     if is_canonical(path) {
         return Cow::Borrowed(path);
     }
-    let mut decoded = Cow::Borrowed(path);
-    for _ in 0..DECODE_ROUNDS {
-        match decode_round(&decoded) {
-            Some(next) => decoded = Cow::Owned(next),
-            None => break,
-        }
-    }
-    let built = build(&decoded);
-    if built == path {
-        Cow::Borrowed(path)
-    } else {
-        Cow::Owned(built)
-    }
+    Cow::Owned(build(&decode(path)))
 }
 
 /// True when `canonical(path) == path`, decided without allocating in the
@@ -50,7 +36,7 @@ pub fn is_canonical(path: &str) -> bool {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\\' | b';' => return false,
-            b'%' if escape(bytes.get(i + 1..).unwrap_or_default()).is_some() => return false,
+            b'%' if escapes(bytes.get(i + 1..).unwrap_or_default()) => return false,
             b'/' if i > 0 => {
                 if dot_or_empty(bytes.get(segment_start..i)) {
                     return false;
@@ -68,20 +54,19 @@ fn dot_or_empty(segment: Option<&[u8]>) -> bool {
     matches!(segment, Some(b"" | b"." | b".."))
 }
 
-/// The byte the escape at the start of `rest` (after its `%`) stands for,
-/// if canonicalisation decodes it, and how many bytes after the `%` it
-/// spans: `%2F` is `/`, and so are `%252F` and `%25252F`, which an upstream
-/// that decodes more than once reads as `/`.
-fn escape(rest: &[u8]) -> Option<(u8, usize)> {
+/// True when `rest` (after a `%`) starts an escape canonicalisation
+/// decodes: `%2F` is `/`, and so are `%252F` and `%25252F`, which an
+/// upstream that decodes more than once reads as `/`.
+fn escapes(rest: &[u8]) -> bool {
     // Any number of `25`s (an escaped `%`) before the escape itself.
     let mut at = 0;
     loop {
         let hex = rest.get(at..at + 2);
-        if let Some(c) = decodes(hex) {
-            return Some((c, at + 2));
+        if decodes(hex).is_some() {
+            return true;
         }
         if hex != Some(b"25") {
-            return None;
+            return false;
         }
         at += 2;
     }
@@ -98,33 +83,42 @@ fn decodes(hex: Option<&[u8]>) -> Option<u8> {
     (c.is_ascii_alphanumeric() || b"-._~/\\".contains(&c)).then_some(c)
 }
 
-/// One round of decoding; `None` when nothing was decoded.
-fn decode_round(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let decoded = if b == b'%' {
-            escape(bytes.get(i + 1..).unwrap_or_default())
-        } else {
-            None
-        };
-        match decoded {
-            Some((c, len)) => {
-                let buf = out.get_or_insert_with(|| bytes.get(..i).unwrap_or_default().to_vec());
-                buf.push(c);
-                i += 1 + len;
-            }
-            None => {
-                if let Some(buf) = out.as_mut() {
-                    buf.push(b);
-                }
-                i += 1;
-            }
+/// Every escape canonicalisation decodes, decoded until none is left: a
+/// decoded byte may complete an escape with the bytes before it (`%%33%33`
+/// reads as `%33`, then as `3`), so each byte is pushed and an escape that
+/// it ends is replaced by its byte, which may end another. One pass, and
+/// the result has no escape left to decode.
+fn decode(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        out.push(b);
+        while let Some((c, start)) = escape_ending(&out) {
+            out.truncate(start);
+            out.push(c);
         }
     }
     // Only ASCII bytes were replaced by ASCII bytes: still UTF-8.
-    out.map(|buf| String::from_utf8_lossy(&buf).into_owned())
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The escape that ends `buf`, if canonicalisation decodes it: the byte it
+/// stands for and where its `%` is (`%2F`, `%252F`, `%25252F`, …).
+fn escape_ending(buf: &[u8]) -> Option<(u8, usize)> {
+    let mut at = buf.len().checked_sub(2)?;
+    let c = decodes(buf.get(at..))?;
+    loop {
+        let before = at.checked_sub(1)?;
+        if buf.get(before) == Some(&b'%') {
+            return Some((c, before));
+        }
+        if buf.get(at.checked_sub(2)?..at) != Some(b"25") {
+            return None;
+        }
+        at -= 2;
+    }
 }
 
 /// `\` as `/`, `;params` dropped, dot and empty segments resolved, no
@@ -170,6 +164,10 @@ mod tests {
             ("/v3/mail%25252Fsend", "/v3/mail/send"),
             ("/a%2525", "/a%2525"),
             ("/a%25zz", "/a%25zz"),
+            ("/v3/mail%%32%46send", "/v3/mail/send"),
+            ("/%%33%33", "/3"),
+            ("/%%%%3333", "/%3"),
+            ("/%%%%%%%%%%%%%%%%%%%%%%%%%3333333333333333333333333", "/%3"),
             ("/v3/mail/sen%64", "/v3/mail/send"),
             ("/v3\\mail\\send", "/v3/mail/send"),
             ("/v3/mail%5Csend", "/v3/mail/send"),
