@@ -624,17 +624,15 @@ async fn python_requests_cannot_reshape_a_reviewed_request() {
     let script = r#"
 import gzip, json, sys, requests
 proxy, ca, port = sys.argv[1], sys.argv[2], sys.argv[3]
-s = requests.Session()
-s.proxies = {"https": proxy}
-s.verify = ca
+opts = {"proxies": {"https": proxy}, "verify": ca, "timeout": 20}
 out = []
-r = s.post(f"https://mail.test:{port}//v3/mail/send", json={"to": "a@b"})
+r = requests.post(f"https://mail.test:{port}//v3/mail/send", json={"to": "a@b"}, **opts)
 out.append([r.status_code, r.json()["airlock"]])
-r = s.get(f"https://mail.test:{port}/v3/templates/t1", headers={"X-HTTP-Method-Override": "DELETE"})
+r = requests.get(f"https://mail.test:{port}/v3/templates/t1", headers={"X-HTTP-Method-Override": "DELETE"}, **opts)
 out.append([r.status_code, r.json()["airlock"]])
 body = gzip.compress(b'{"status":"created","status":"sent"}')
-r = s.post(f"https://intercept.test:{port}/envelopes", data=body,
-           headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+r = requests.post(f"https://intercept.test:{port}/envelopes", data=body,
+                  headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}, **opts)
 out.append([r.status_code, r.json()["airlock"]])
 print(json.dumps(out))
 "#;
