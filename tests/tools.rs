@@ -40,7 +40,7 @@ fn every_tool_the_script_installs_is_found_and_runs() {
 
 #[test]
 fn postgresql_server_binaries_are_found_off_path() {
-    for tool in ["initdb", "pg_ctl", "postgres"] {
+    for tool in ["initdb", "pg_ctl", "postgres", "psql"] {
         let version = run(tool, &["--version"]);
         assert!(version.contains("(PostgreSQL)"), "{tool}: {version}");
     }

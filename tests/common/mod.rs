@@ -32,6 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 pub mod api;
+pub mod postgres;
 pub mod webhook;
 
 use airlock::config::{Config, Env};
