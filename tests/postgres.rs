@@ -1,6 +1,6 @@
-//! The private PostgreSQL the store tests use: started from Debian's server
+//! The private PostgreSQL the store tests use (started from Debian's server
 //! binaries on first use, loopback only, one fresh database per test, gone
-//! when the test binary ends.
+//! when the test binary ends), and the store's schema migrations on it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unreachable_pub)]
 
@@ -44,4 +44,87 @@ fn the_server_stops_with_the_test_binary() {
         .parse()
         .unwrap();
     assert_eq!(ppid, std::process::id());
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Instances that start together on one database agree on the schema: one
+/// applies each migration, once; the rest find nothing to do.
+#[tokio::test]
+async fn instances_starting_together_migrate_the_schema_once() {
+    use airlock::holds::postgres::migrate::{latest, migrate};
+    let url = database();
+    let mut starts = Vec::new();
+    for _ in 0..8 {
+        let url = url.clone();
+        starts.push(tokio::spawn(async move {
+            let mut client = connect(&url).await;
+            migrate(&mut client).await
+        }));
+    }
+    for start in starts {
+        assert_eq!(start.await.unwrap().unwrap(), latest());
+    }
+    let client = connect(&url).await;
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM airlock_schema ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=latest()).collect::<Vec<_>>());
+    for table in [
+        "holds",
+        "hold_bodies",
+        "audit",
+        "audit_head",
+        "outbox",
+        "notify_cursor",
+        "records",
+    ] {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = $1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{table}");
+    }
+    // Starting again changes nothing.
+    let mut again = connect(&url).await;
+    assert_eq!(migrate(&mut again).await.unwrap(), latest());
+    let head: i64 = client
+        .query_one("SELECT count(*) FROM audit_head", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(head, 1);
+}
+
+/// An airlock older than the schema it finds refuses to start.
+#[tokio::test]
+async fn an_older_airlock_refuses_a_newer_schema() {
+    use airlock::holds::postgres::migrate::{MigrateError, latest, migrate};
+    let url = database();
+    let mut client = connect(&url).await;
+    migrate(&mut client).await.unwrap();
+    client
+        .execute(
+            "INSERT INTO airlock_schema (version, name) VALUES ($1, 'from the future')",
+            &[&(latest() + 1)],
+        )
+        .await
+        .unwrap();
+    let err = migrate(&mut client).await.unwrap_err();
+    assert!(matches!(err, MigrateError::Newer { .. }), "{err}");
+    assert!(err.to_string().contains("upgrade airlock"), "{err}");
 }

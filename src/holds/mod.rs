@@ -2,13 +2,15 @@
 //! window ends. [`store`] owns the sled trees and every state transition
 //! (each one atomic with its audit record); [`audit`] the hash-chained log;
 //! [`release`] the one path that sends an approved hold, at most once;
-//! [`expiry`] the sweeper that ends overdue holds; [`stats`] the queue's figures.
+//! [`expiry`] the sweeper that ends overdue holds; [`stats`] the queue's figures;
+//! [`postgres`] the schema of the fleet's shared store.
 //!
 //! Nothing here knows HTTP servers: the proxy creates holds and reads their
 //! outcome, the review API decides them, and they meet only in the store.
 
 pub mod audit;
 pub mod expiry;
+pub mod postgres;
 pub mod release;
 pub mod stats;
 pub mod store;
