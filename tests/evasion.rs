@@ -189,7 +189,7 @@ async fn an_intercepted_connection_carries_only_its_own_host() {
         .unwrap();
     let answer = exchange(
         &mut tls,
-        "GET /h HTTP/1.1\r\nHost: mail.test\r\nConnection: close\r\n\r\n",
+        "GET /h HTTP/1.1\r\nHost: mail.test\r\nX-Forwarded-Host: mail.test\r\nForwarded: host=mail.test\r\nX-Original-URL: /v3/mail/send\r\nX-Rewrite-URL: /v3/mail/send\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(answer.contains("hello from upstream /h"), "{answer}");
@@ -200,6 +200,15 @@ async fn an_intercepted_connection_carries_only_its_own_host() {
         seen[0].headers["host"],
         format!("intercept.test:{port}").as_str()
     );
+    // Headers that re-route to another host or URL never leave airlock.
+    for routed in [
+        "x-forwarded-host",
+        "forwarded",
+        "x-original-url",
+        "x-rewrite-url",
+    ] {
+        assert!(!seen[0].headers.contains_key(routed), "{routed}");
+    }
 
     // A held request stores the target as its host too, so what is
     // approved is what is sent.

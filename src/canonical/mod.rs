@@ -114,6 +114,30 @@ pub static METHOD_OVERRIDES: [HeaderName; 3] = [
     HeaderName::from_static("x-method-override"),
 ];
 
+/// Headers that ask a server, or a front end before it, to act on another
+/// host or URL than the request's own (`X-Original-URL` and `X-Rewrite-URL`
+/// re-route in Symfony and IIS; `X-Forwarded-Host` and `Forwarded` set the
+/// host many frameworks route by). The target is the request's own: these
+/// are removed before rules, hold and upstream see it.
+pub static TARGET_OVERRIDES: [HeaderName; 7] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-host"),
+    HeaderName::from_static("x-http-host-override"),
+    HeaderName::from_static("forwarded"),
+];
+
+/// Removes [`TARGET_OVERRIDES`]; cheap when there are none.
+pub fn remove_target_overrides(headers: &mut HeaderMap) {
+    for name in &TARGET_OVERRIDES {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
 /// True when the request names another method in an override header.
 pub fn has_method_override(headers: &HeaderMap) -> bool {
     !headers.is_empty() && METHOD_OVERRIDES.iter().any(|h| headers.contains_key(h))

@@ -94,6 +94,7 @@ async fn classify_and_send<'r>(
     // The upstream, the rules and the reviewer all see the target as the
     // host, whatever `Host` the agent wrote.
     parts.headers.insert(header::HOST, target.host_header());
+    crate::canonical::remove_target_overrides(&mut parts.headers);
     let view = target.view(&parts);
     let (decision, body, read) = match rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {
