@@ -353,12 +353,10 @@ async fn a_tampered_audit_record_is_found() {
     let id = common::hold_id(&res);
     api.decide(&id, "dismiss", ALICE.1, None).await;
     assert_eq!(a.store().verify_audit().unwrap(), 2);
-    let tree = a.store().audit_tree();
-    let key = 1u64.to_be_bytes();
-    let mut record: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
-    record["actor"] = json!("mallory");
-    tree.insert(key, serde_json::to_vec(&record).unwrap())
-        .unwrap();
+    let mut record = a.store().audit_after(0, 1).unwrap().remove(0);
+    assert_eq!(record.seq, 1);
+    record.actor = "mallory".into();
+    a.store().overwrite_audit_record(&record).unwrap();
     let err = a.store().verify_audit().unwrap_err();
     assert_eq!(err.seq, 1);
     a.stop().await;
