@@ -9,8 +9,9 @@
 //! (status-URL secret → id), `agents` (each agent identity's pending holds
 //! and their count, kept true by every transition, so the pending cap is
 //! checked in the transaction that stores a hold), `audit`, `meta`, and
-//! `outbox` (notification deliveries, opaque here, keyed by when they are
-//! next due). This module knows no HTTP:
+//! `outbox` (notification deliveries, keyed by when they are next due and
+//! filed under their receiver's name; their payload is opaque here, and
+//! callers see keys only as [`OutboxKey`]s). This module knows no HTTP:
 //! it never sends anything and never decides who may decide.
 
 use std::path::Path;
@@ -1078,16 +1079,20 @@ impl Store {
     /// Queues deliveries, due now, and moves the notification cursor to
     /// `cursor` in the same transaction: an audit record is turned into
     /// deliveries exactly once, even across a crash.
-    pub fn enqueue(&self, deliveries: &[Vec<u8>], cursor: u64) -> Result<(), StoreError> {
+    pub fn enqueue(&self, deliveries: &[OutboxItem], cursor: u64) -> Result<(), StoreError> {
         use sled::Transactional;
         let due = jiff::Timestamp::now();
+        let values = deliveries
+            .iter()
+            .map(OutboxItem::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
         let ids = deliveries
             .iter()
             .map(|_| self.inner.db.generate_id())
             .collect::<Result<Vec<u64>, _>>()?;
         (&self.inner.outbox, &self.inner.meta).transaction(|(outbox, meta)| {
-            for (d, id) in deliveries.iter().zip(&ids) {
-                outbox.insert(&outbox_key(due, *id)[..], d.as_slice())?;
+            for (value, id) in values.iter().zip(&ids) {
+                outbox.insert(&outbox_key(due, *id)[..], value.as_slice())?;
             }
             meta.insert(NOTIFY_CURSOR, &cursor.to_be_bytes())?;
             Ok::<_, ConflictableTransactionError<String>>(())
@@ -1096,24 +1101,36 @@ impl Store {
     }
 
     /// Deliveries due at `now`, soonest first: up to `limit` that `take`
-    /// accepts, looking at no more than `scan` entries, so that deliveries
-    /// the caller cannot send yet never hide the ones it can.
+    /// accepts (asked with each one's key and receiver), looking at no more
+    /// than `scan` entries, so that deliveries the caller cannot send yet
+    /// never hide the ones it can. An entry whose receiver cannot be read
+    /// is always taken, with no item, for the caller to drop.
     pub fn outbox_due(
         &self,
         now: jiff::Timestamp,
         limit: usize,
         scan: usize,
-        mut take: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<Vec<Queued>, StoreError> {
+        mut take: impl FnMut(&OutboxKey, &str) -> bool,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let end = outbox_key(now, u64::MAX);
         let mut out = Vec::new();
-        for item in self.inner.outbox.range(..=&end[..]).take(scan) {
-            let (k, v) = item?;
-            if take(&k, &v) {
-                out.push((k.to_vec(), v.to_vec()));
-                if out.len() == limit {
-                    break;
-                }
+        for entry in self.inner.outbox.range(..=&end[..]).take(scan) {
+            let (k, v) = entry?;
+            // Keys are only ever written by `outbox_key`.
+            let Ok(key) = <[u8; 16]>::try_from(&k[..]).map(OutboxKey) else {
+                continue;
+            };
+            let item = match split_receiver(&v) {
+                Some((receiver, _)) if !take(&key, receiver) => continue,
+                Some((receiver, payload)) => Some(OutboxItem {
+                    receiver: receiver.to_owned(),
+                    payload: payload.to_vec(),
+                }),
+                None => None,
+            };
+            out.push(OutboxEntry { key, item });
+            if out.len() == limit {
+                break;
             }
         }
         Ok(out)
@@ -1133,29 +1150,25 @@ impl Store {
     /// or `None` when it is no longer at `key` (then nothing changes).
     pub fn outbox_reschedule(
         &self,
-        key: &[u8],
+        key: &OutboxKey,
         at: jiff::Timestamp,
-        delivery: &[u8],
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let id = key
-            .get(8..16)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| StoreError::Corrupt("outbox key".into()))?;
-        let new = outbox_key(at, id);
+        delivery: &OutboxItem,
+    ) -> Result<Option<OutboxKey>, StoreError> {
+        let value = delivery.to_value()?;
+        let new = outbox_key(at, key.id());
         let moved = self.inner.outbox.transaction(|outbox| {
-            if outbox.remove(key)?.is_none() {
+            if outbox.remove(&key.0[..])?.is_none() {
                 return Ok(false);
             }
-            outbox.insert(&new[..], delivery)?;
+            outbox.insert(&new[..], value.as_slice())?;
             Ok::<_, ConflictableTransactionError<String>>(true)
         })?;
-        Ok(moved.then(|| new.to_vec()))
+        Ok(moved.then_some(OutboxKey(new)))
     }
 
     /// Forgets a delivery: sent, or given up.
-    pub fn outbox_remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.inner.outbox.remove(key)?;
+    pub fn outbox_remove(&self, key: &OutboxKey) -> Result<(), StoreError> {
+        self.inner.outbox.remove(&key.0[..])?;
         Ok(())
     }
 
@@ -1172,8 +1185,58 @@ impl Store {
 
 const NOTIFY_CURSOR: &[u8] = b"notify_cursor";
 
-/// An outbox entry: its key, and the delivery as its owner serialised it.
-pub type Queued = (Vec<u8>, Vec<u8>);
+/// Where a delivery waits in the outbox. Opaque but for its id; a
+/// reschedule gives the delivery a new key with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutboxKey([u8; 16]);
+
+impl OutboxKey {
+    /// The delivery's id: unique, and the same across every retry.
+    pub fn id(&self) -> u64 {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&self.0[8..]);
+        u64::from_be_bytes(id)
+    }
+}
+
+/// One delivery as the outbox keeps it: the receiver's name, which the
+/// store reads to let its caller schedule by receiver, and the delivery
+/// as its owner serialised it, which the store never reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub receiver: String,
+    pub payload: Vec<u8>,
+}
+
+impl OutboxItem {
+    /// The stored form: the receiver's name (two bytes of length, then the
+    /// name) ahead of the payload.
+    fn to_value(&self) -> Result<Vec<u8>, StoreError> {
+        let name = self.receiver.as_bytes();
+        let len = u16::try_from(name.len())
+            .map_err(|_| StoreError::Corrupt("notification sink name too long".into()))?;
+        let mut out = Vec::with_capacity(2 + name.len() + self.payload.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&self.payload);
+        Ok(out)
+    }
+}
+
+/// The receiver's name and the payload of a stored outbox value.
+fn split_receiver(value: &[u8]) -> Option<(&str, &[u8])> {
+    let len = usize::from(u16::from_be_bytes(value.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(value.get(2..2 + len)?).ok()?;
+    Some((name, &value[2 + len..]))
+}
+
+/// A delivery found due: its key, and what it carries (`None` when the
+/// stored entry is unreadable).
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub key: OutboxKey,
+    pub item: Option<OutboxItem>,
+}
 
 /// An outbox key: due time in milliseconds, then a unique id.
 fn outbox_key(at: jiff::Timestamp, id: u64) -> [u8; 16] {
@@ -1361,5 +1424,57 @@ mod tests {
         assert_eq!(store.pending_of("a").unwrap(), 2);
         store.recover().await.unwrap();
         assert_eq!(store.pending_of("a").unwrap(), 2, "recovery is idempotent");
+    }
+
+    #[test]
+    fn outbox_values_name_their_receiver_ahead_of_the_payload() {
+        let item = OutboxItem {
+            receiver: "reviewer:alice".into(),
+            payload: b"{}".to_vec(),
+        };
+        let value = item.to_value().unwrap();
+        assert_eq!(value, b"\x00\x0ereviewer:alice{}");
+        assert_eq!(split_receiver(&value), Some(("reviewer:alice", &b"{}"[..])));
+        assert_eq!(split_receiver(b"\x00"), None);
+        assert_eq!(split_receiver(b"\x00\x09short"), None);
+    }
+
+    #[test]
+    fn outbox_deliveries_keep_their_id_when_rescheduled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), system_clock()).unwrap();
+        let item = |receiver: &str, payload: &[u8]| OutboxItem {
+            receiver: receiver.into(),
+            payload: payload.to_vec(),
+        };
+        store
+            .enqueue(&[item("a", b"1"), item("b", b"2")], 7)
+            .unwrap();
+        assert_eq!(store.notify_cursor().unwrap(), 7);
+        assert_eq!(store.outbox_len(), 2);
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        let due = store.outbox_due(later, 10, 10, |_, r| r == "b").unwrap();
+        assert_eq!(due.len(), 1);
+        let entry = &due[0];
+        assert_eq!(entry.item, Some(item("b", b"2")));
+        let far = later + jiff::SignedDuration::from_secs(3600);
+        let moved = store
+            .outbox_reschedule(&entry.key, far, &item("b", b"3"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.id(), entry.key.id());
+        assert_ne!(moved, entry.key);
+        assert_eq!(
+            store
+                .outbox_reschedule(&entry.key, far, &item("b", b"4"))
+                .unwrap(),
+            None,
+            "a key already moved is not moved again"
+        );
+        let due = store.outbox_due(later, 10, 10, |_, _| true).unwrap();
+        assert_eq!(due.len(), 1, "the rescheduled delivery is not due yet");
+        store.outbox_remove(&moved).unwrap();
+        store.outbox_remove(&due[0].key).unwrap();
+        assert_eq!(store.outbox_len(), 0);
     }
 }
