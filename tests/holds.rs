@@ -461,17 +461,10 @@ async fn without_reviewers_an_admin_token_is_made_once_and_the_server_stays_on_l
     // On loopback: one admin token, its hash kept in the store.
     let config = common::write_config(dir.path(), &pki, RULES, "", "");
     let first = airlock::server::start(&config).await.unwrap();
-    let hash = first.store.meta_get("admin_token_sha256").unwrap().unwrap();
+    let hash = first.store.admin_token_hash().unwrap().unwrap();
     first.shutdown().await;
     let second = airlock::server::start(&config).await.unwrap();
-    assert_eq!(
-        second
-            .store
-            .meta_get("admin_token_sha256")
-            .unwrap()
-            .unwrap(),
-        hash
-    );
+    assert_eq!(second.store.admin_token_hash().unwrap().unwrap(), hash);
     second.shutdown().await;
 }
 

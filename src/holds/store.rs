@@ -8,7 +8,9 @@
 //! `lookup` (retry fingerprints and idempotency keys → id), `tokens`
 //! (status-URL secret → id), `agents` (each agent identity's pending holds
 //! and their count, kept true by every transition, so the pending cap is
-//! checked in the transaction that stores a hold), `audit`, `meta`, and
+//! checked in the transaction that stores a hold), `audit`, `meta` (audit
+//! head, notification cursor, page sessions, the first-start admin token's
+//! hash), and
 //! `outbox` (notification deliveries, keyed by when they are next due and
 //! filed under their receiver's name; their payload is opaque here, and
 //! callers see keys only as [`OutboxKey`]s). This module knows no HTTP:
@@ -18,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sled::Tree;
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
@@ -1033,17 +1035,39 @@ impl Store {
         audit::verify(&self.inner.audit)
     }
 
-    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
-    }
-
-    pub async fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.meta.insert(key, value)?;
+    /// Keeps a page session under `sid_hash` (a hash of its id: ids
+    /// themselves are never stored).
+    pub async fn session_put(&self, sid_hash: &str, session: &Session) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.inner.meta.insert(session_key(sid_hash), bytes)?;
         self.flush().await
     }
 
-    pub async fn meta_remove(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.meta.remove(key)?;
+    /// The session kept under `sid_hash`, live or not.
+    pub fn session_get(&self, sid_hash: &str) -> Result<Option<Session>, StoreError> {
+        self.inner
+            .meta
+            .get(session_key(sid_hash))?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn session_remove(&self, sid_hash: &str) -> Result<(), StoreError> {
+        self.inner.meta.remove(session_key(sid_hash))?;
+        self.flush().await
+    }
+
+    /// The SHA-256 of the admin token made on first start, when there is one.
+    pub fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self
+            .inner
+            .meta
+            .get(ADMIN_TOKEN_KEY)?
+            .and_then(|h| <[u8; 32]>::try_from(&h[..]).ok()))
+    }
+
+    pub async fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.inner.meta.insert(ADMIN_TOKEN_KEY, &hash[..])?;
         self.flush().await
     }
 
@@ -1184,6 +1208,21 @@ impl Store {
 }
 
 const NOTIFY_CURSOR: &[u8] = b"notify_cursor";
+const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
+
+fn session_key(sid_hash: &str) -> String {
+    format!("session:{sid_hash}")
+}
+
+/// A reviewer's login on the approval page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub reviewer: String,
+    pub admin: bool,
+    /// What every mutating request made with the session must carry.
+    pub csrf: String,
+    pub expires_at: jiff::Timestamp,
+}
 
 /// Where a delivery waits in the outbox. Opaque but for its id; a
 /// reschedule gives the delivery a new key with the same id.
@@ -1476,5 +1515,37 @@ mod tests {
         store.outbox_remove(&moved).unwrap();
         store.outbox_remove(&due[0].key).unwrap();
         assert_eq!(store.outbox_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_and_the_admin_token_hash_keep_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), system_clock()).unwrap();
+        let session = Session {
+            reviewer: "alice".into(),
+            admin: false,
+            csrf: "c".into(),
+            expires_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(store.session_get("abc").unwrap(), None);
+        store.session_put("abc", &session).await.unwrap();
+        assert_eq!(store.session_get("abc").unwrap(), Some(session));
+        assert!(store.inner.meta.get("session:abc").unwrap().is_some());
+        store.session_remove("abc").await.unwrap();
+        assert_eq!(store.session_get("abc").unwrap(), None);
+
+        assert_eq!(store.admin_token_hash().unwrap(), None);
+        store
+            .inner
+            .meta
+            .insert(ADMIN_TOKEN_KEY, &b"short"[..])
+            .unwrap();
+        assert_eq!(store.admin_token_hash().unwrap(), None, "not a hash");
+        store.set_admin_token_hash(&[7; 32]).await.unwrap();
+        assert_eq!(store.admin_token_hash().unwrap(), Some([7; 32]));
+        assert_eq!(
+            store.inner.meta.get("admin_token_sha256").unwrap().unwrap(),
+            &[7u8; 32][..]
+        );
     }
 }
