@@ -33,8 +33,6 @@ const WORKER_EXIT: Duration = Duration::from_secs(1);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for each listener's connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// Where the hash of the generated admin token is kept.
-const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -361,19 +359,17 @@ async fn reviewers(
     if !config.reviewers.is_empty() {
         return Ok(config.reviewers.clone());
     }
-    let hash = match store.meta_get(ADMIN_TOKEN_KEY)? {
-        Some(h) if h.len() == 32 => {
-            let mut out = [0u8; 32];
-            out.copy_from_slice(&h);
+    let hash = match store.admin_token_hash()? {
+        Some(hash) => {
             tracing::info!(
                 "no [[reviewer]] configured: using the admin token created on first start (its login URL was logged then)"
             );
-            out
+            hash
         }
-        _ => {
+        None => {
             let token = crate::holds::random_token();
             let hash = crate::review::auth::token_hash(&token);
-            store.meta_set(ADMIN_TOKEN_KEY, &hash).await?;
+            store.set_admin_token_hash(&hash).await?;
             tracing::warn!(
                 "no [[reviewer]] configured: created an admin token. Log in once at {public_url}/?token={token} (API: Authorization: Bearer {token}). It is stored only as a hash and not shown again."
             );

@@ -149,12 +149,10 @@ async fn kill_9_loses_nothing_and_sends_nothing_twice() {
         let store =
             airlock::holds::Store::open(&config.store.path, airlock::holds::store::system_clock())
                 .unwrap();
-        let tree = store.audit_tree();
-        let key = 2u64.to_be_bytes();
-        let mut record: Value = serde_json::from_slice(&tree.get(key).unwrap().unwrap()).unwrap();
-        record["detail"] = serde_json::json!({"note": "rewritten"});
-        tree.insert(key, serde_json::to_vec(&record).unwrap())
-            .unwrap();
+        let mut record = store.audit_after(1, 1).unwrap().remove(0);
+        assert_eq!(record.seq, 2);
+        record.detail = serde_json::json!({"note": "rewritten"});
+        store.overwrite_audit_record(&record).unwrap();
         store.flush().await.unwrap();
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))

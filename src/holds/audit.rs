@@ -1,6 +1,6 @@
 //! The audit log: one record per event in a hold's life, numbered in order
 //! and chained by SHA-256 over the previous record, so that any edit, gap or
-//! reordering is found by [`verify`].
+//! reordering is found by [`verify`] (through the store).
 //!
 //! Records are written only inside the store's transactions, together with
 //! the state change they describe; this module never writes on its own and
@@ -69,17 +69,17 @@ struct Head {
 }
 
 /// The fields of a record its writer chooses.
-pub struct Entry<'a> {
-    pub event: &'a str,
-    pub hold: &'a str,
-    pub rule: &'a str,
-    pub actor: &'a str,
-    pub detail: serde_json::Value,
+pub(super) struct Entry<'a> {
+    pub(super) event: &'a str,
+    pub(super) hold: &'a str,
+    pub(super) rule: &'a str,
+    pub(super) actor: &'a str,
+    pub(super) detail: serde_json::Value,
 }
 
 /// Appends a record inside a transaction; the caller commits it with the
 /// state change it describes.
-pub fn append(
+pub(super) fn append(
     audit: &TransactionalTree,
     meta: &TransactionalTree,
     at: jiff::Timestamp,
@@ -125,7 +125,7 @@ pub struct VerifyError {
 }
 
 /// Walks the whole chain; returns how many records it checked.
-pub fn verify(audit: &sled::Tree) -> Result<u64, VerifyError> {
+pub(super) fn verify(audit: &sled::Tree) -> Result<u64, VerifyError> {
     let mut expected_seq = 1;
     let mut prev = GENESIS.to_owned();
     for item in audit.iter() {

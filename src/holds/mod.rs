@@ -1,6 +1,7 @@
 //! Holds: reviewed requests kept, unsent, until a person decides or their
 //! window ends. [`store`] owns the sled trees and every state transition
 //! (each one atomic with its audit record); [`audit`] the hash-chained log;
+//! [`new`] makes a hold from a held request's data;
 //! [`release`] the one path that sends an approved hold, at most once;
 //! [`expiry`] the sweeper that ends overdue holds; [`stats`] the queue's figures;
 //! [`postgres`] the schema of the fleet's shared store.
@@ -10,6 +11,7 @@
 
 pub mod audit;
 pub mod expiry;
+pub mod new;
 pub mod postgres;
 pub mod release;
 pub mod stats;
@@ -17,6 +19,7 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+pub use new::NewHold;
 pub use store::{Store, StoreError};
 
 /// Where a hold is in its life. Final states never change again.

@@ -8,16 +8,19 @@
 //! `lookup` (retry fingerprints and idempotency keys → id), `tokens`
 //! (status-URL secret → id), `agents` (each agent identity's pending holds
 //! and their count, kept true by every transition, so the pending cap is
-//! checked in the transaction that stores a hold), `audit`, `meta`, and
-//! `outbox` (notification deliveries, opaque here, keyed by when they are
-//! next due). This module knows no HTTP:
+//! checked in the transaction that stores a hold), `audit`, `meta` (audit
+//! head, notification cursor, page sessions, the first-start admin token's
+//! hash), and
+//! `outbox` (notification deliveries, keyed by when they are next due and
+//! filed under their receiver's name; their payload is opaque here, and
+//! callers see keys only as [`OutboxKey`]s). This module knows no HTTP:
 //! it never sends anything and never decides who may decide.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sled::Tree;
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
@@ -38,8 +41,9 @@ pub fn system_clock() -> Clock {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The storage underneath failed; the message is its own.
     #[error("the hold store failed: {0}")]
-    Sled(#[from] sled::Error),
+    Backend(String),
     #[error("the hold store holds unreadable data: {0}")]
     Corrupt(String),
     #[error("no such hold")]
@@ -64,8 +68,14 @@ impl From<TransactionError<String>> for StoreError {
     fn from(e: TransactionError<String>) -> StoreError {
         match e {
             TransactionError::Abort(reason) => decode_abort(&reason),
-            TransactionError::Storage(e) => StoreError::Sled(e),
+            TransactionError::Storage(e) => StoreError::from(e),
         }
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::Backend(e.to_string())
     }
 }
 
@@ -1025,17 +1035,39 @@ impl Store {
         audit::verify(&self.inner.audit)
     }
 
-    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
-    }
-
-    pub async fn meta_set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.meta.insert(key, value)?;
+    /// Keeps a page session under `sid_hash` (a hash of its id: ids
+    /// themselves are never stored).
+    pub async fn session_put(&self, sid_hash: &str, session: &Session) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.inner.meta.insert(session_key(sid_hash), bytes)?;
         self.flush().await
     }
 
-    pub async fn meta_remove(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.meta.remove(key)?;
+    /// The session kept under `sid_hash`, live or not.
+    pub fn session_get(&self, sid_hash: &str) -> Result<Option<Session>, StoreError> {
+        self.inner
+            .meta
+            .get(session_key(sid_hash))?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn session_remove(&self, sid_hash: &str) -> Result<(), StoreError> {
+        self.inner.meta.remove(session_key(sid_hash))?;
+        self.flush().await
+    }
+
+    /// The SHA-256 of the admin token made on first start, when there is one.
+    pub fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        Ok(self
+            .inner
+            .meta
+            .get(ADMIN_TOKEN_KEY)?
+            .and_then(|h| <[u8; 32]>::try_from(&h[..]).ok()))
+    }
+
+    pub async fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.inner.meta.insert(ADMIN_TOKEN_KEY, &hash[..])?;
         self.flush().await
     }
 
@@ -1071,16 +1103,20 @@ impl Store {
     /// Queues deliveries, due now, and moves the notification cursor to
     /// `cursor` in the same transaction: an audit record is turned into
     /// deliveries exactly once, even across a crash.
-    pub fn enqueue(&self, deliveries: &[Vec<u8>], cursor: u64) -> Result<(), StoreError> {
+    pub fn enqueue(&self, deliveries: &[OutboxItem], cursor: u64) -> Result<(), StoreError> {
         use sled::Transactional;
         let due = jiff::Timestamp::now();
+        let values = deliveries
+            .iter()
+            .map(OutboxItem::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
         let ids = deliveries
             .iter()
             .map(|_| self.inner.db.generate_id())
             .collect::<Result<Vec<u64>, _>>()?;
         (&self.inner.outbox, &self.inner.meta).transaction(|(outbox, meta)| {
-            for (d, id) in deliveries.iter().zip(&ids) {
-                outbox.insert(&outbox_key(due, *id)[..], d.as_slice())?;
+            for (value, id) in values.iter().zip(&ids) {
+                outbox.insert(&outbox_key(due, *id)[..], value.as_slice())?;
             }
             meta.insert(NOTIFY_CURSOR, &cursor.to_be_bytes())?;
             Ok::<_, ConflictableTransactionError<String>>(())
@@ -1089,24 +1125,36 @@ impl Store {
     }
 
     /// Deliveries due at `now`, soonest first: up to `limit` that `take`
-    /// accepts, looking at no more than `scan` entries, so that deliveries
-    /// the caller cannot send yet never hide the ones it can.
+    /// accepts (asked with each one's key and receiver), looking at no more
+    /// than `scan` entries, so that deliveries the caller cannot send yet
+    /// never hide the ones it can. An entry whose receiver cannot be read
+    /// is always taken, with no item, for the caller to drop.
     pub fn outbox_due(
         &self,
         now: jiff::Timestamp,
         limit: usize,
         scan: usize,
-        mut take: impl FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<Vec<Queued>, StoreError> {
+        mut take: impl FnMut(&OutboxKey, &str) -> bool,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let end = outbox_key(now, u64::MAX);
         let mut out = Vec::new();
-        for item in self.inner.outbox.range(..=&end[..]).take(scan) {
-            let (k, v) = item?;
-            if take(&k, &v) {
-                out.push((k.to_vec(), v.to_vec()));
-                if out.len() == limit {
-                    break;
-                }
+        for entry in self.inner.outbox.range(..=&end[..]).take(scan) {
+            let (k, v) = entry?;
+            // Keys are only ever written by `outbox_key`.
+            let Ok(key) = <[u8; 16]>::try_from(&k[..]).map(OutboxKey) else {
+                continue;
+            };
+            let item = match split_receiver(&v) {
+                Some((receiver, _)) if !take(&key, receiver) => continue,
+                Some((receiver, payload)) => Some(OutboxItem {
+                    receiver: receiver.to_owned(),
+                    payload: payload.to_vec(),
+                }),
+                None => None,
+            };
+            out.push(OutboxEntry { key, item });
+            if out.len() == limit {
+                break;
             }
         }
         Ok(out)
@@ -1126,43 +1174,108 @@ impl Store {
     /// or `None` when it is no longer at `key` (then nothing changes).
     pub fn outbox_reschedule(
         &self,
-        key: &[u8],
+        key: &OutboxKey,
         at: jiff::Timestamp,
-        delivery: &[u8],
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        let id = key
-            .get(8..16)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| StoreError::Corrupt("outbox key".into()))?;
-        let new = outbox_key(at, id);
+        delivery: &OutboxItem,
+    ) -> Result<Option<OutboxKey>, StoreError> {
+        let value = delivery.to_value()?;
+        let new = outbox_key(at, key.id());
         let moved = self.inner.outbox.transaction(|outbox| {
-            if outbox.remove(key)?.is_none() {
+            if outbox.remove(&key.0[..])?.is_none() {
                 return Ok(false);
             }
-            outbox.insert(&new[..], delivery)?;
+            outbox.insert(&new[..], value.as_slice())?;
             Ok::<_, ConflictableTransactionError<String>>(true)
         })?;
-        Ok(moved.then(|| new.to_vec()))
+        Ok(moved.then_some(OutboxKey(new)))
     }
 
     /// Forgets a delivery: sent, or given up.
-    pub fn outbox_remove(&self, key: &[u8]) -> Result<(), StoreError> {
-        self.inner.outbox.remove(key)?;
+    pub fn outbox_remove(&self, key: &OutboxKey) -> Result<(), StoreError> {
+        self.inner.outbox.remove(&key.0[..])?;
         Ok(())
     }
 
-    /// The raw audit tree, for tests that tamper with it.
+    /// Writes `record` over the one with its sequence number, as given:
+    /// no hash, no chain. Only for tests that tamper with the log to see
+    /// [`Store::verify_audit`] find it; the log is otherwise append-only.
     #[doc(hidden)]
-    pub fn audit_tree(&self) -> &Tree {
-        &self.inner.audit
+    pub fn overwrite_audit_record(&self, record: &Record) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.inner.audit.insert(record.seq.to_be_bytes(), bytes)?;
+        Ok(())
     }
 }
 
 const NOTIFY_CURSOR: &[u8] = b"notify_cursor";
+const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
 
-/// An outbox entry: its key, and the delivery as its owner serialised it.
-pub type Queued = (Vec<u8>, Vec<u8>);
+fn session_key(sid_hash: &str) -> String {
+    format!("session:{sid_hash}")
+}
+
+/// A reviewer's login on the approval page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub reviewer: String,
+    pub admin: bool,
+    /// What every mutating request made with the session must carry.
+    pub csrf: String,
+    pub expires_at: jiff::Timestamp,
+}
+
+/// Where a delivery waits in the outbox. Opaque but for its id; a
+/// reschedule gives the delivery a new key with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutboxKey([u8; 16]);
+
+impl OutboxKey {
+    /// The delivery's id: unique, and the same across every retry.
+    pub fn id(&self) -> u64 {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&self.0[8..]);
+        u64::from_be_bytes(id)
+    }
+}
+
+/// One delivery as the outbox keeps it: the receiver's name, which the
+/// store reads to let its caller schedule by receiver, and the delivery
+/// as its owner serialised it, which the store never reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub receiver: String,
+    pub payload: Vec<u8>,
+}
+
+impl OutboxItem {
+    /// The stored form: the receiver's name (two bytes of length, then the
+    /// name) ahead of the payload.
+    fn to_value(&self) -> Result<Vec<u8>, StoreError> {
+        let name = self.receiver.as_bytes();
+        let len = u16::try_from(name.len())
+            .map_err(|_| StoreError::Corrupt("notification sink name too long".into()))?;
+        let mut out = Vec::with_capacity(2 + name.len() + self.payload.len());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&self.payload);
+        Ok(out)
+    }
+}
+
+/// The receiver's name and the payload of a stored outbox value.
+fn split_receiver(value: &[u8]) -> Option<(&str, &[u8])> {
+    let len = usize::from(u16::from_be_bytes(value.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(value.get(2..2 + len)?).ok()?;
+    Some((name, &value[2 + len..]))
+}
+
+/// A delivery found due: its key, and what it carries (`None` when the
+/// stored entry is unreadable).
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub key: OutboxKey,
+    pub item: Option<OutboxItem>,
+}
 
 /// An outbox key: due time in milliseconds, then a unique id.
 fn outbox_key(at: jiff::Timestamp, id: u64) -> [u8; 16] {
@@ -1350,5 +1463,89 @@ mod tests {
         assert_eq!(store.pending_of("a").unwrap(), 2);
         store.recover().await.unwrap();
         assert_eq!(store.pending_of("a").unwrap(), 2, "recovery is idempotent");
+    }
+
+    #[test]
+    fn outbox_values_name_their_receiver_ahead_of_the_payload() {
+        let item = OutboxItem {
+            receiver: "reviewer:alice".into(),
+            payload: b"{}".to_vec(),
+        };
+        let value = item.to_value().unwrap();
+        assert_eq!(value, b"\x00\x0ereviewer:alice{}");
+        assert_eq!(split_receiver(&value), Some(("reviewer:alice", &b"{}"[..])));
+        assert_eq!(split_receiver(b"\x00"), None);
+        assert_eq!(split_receiver(b"\x00\x09short"), None);
+    }
+
+    #[test]
+    fn outbox_deliveries_keep_their_id_when_rescheduled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), system_clock()).unwrap();
+        let item = |receiver: &str, payload: &[u8]| OutboxItem {
+            receiver: receiver.into(),
+            payload: payload.to_vec(),
+        };
+        store
+            .enqueue(&[item("a", b"1"), item("b", b"2")], 7)
+            .unwrap();
+        assert_eq!(store.notify_cursor().unwrap(), 7);
+        assert_eq!(store.outbox_len(), 2);
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        let due = store.outbox_due(later, 10, 10, |_, r| r == "b").unwrap();
+        assert_eq!(due.len(), 1);
+        let entry = &due[0];
+        assert_eq!(entry.item, Some(item("b", b"2")));
+        let far = later + jiff::SignedDuration::from_secs(3600);
+        let moved = store
+            .outbox_reschedule(&entry.key, far, &item("b", b"3"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(moved.id(), entry.key.id());
+        assert_ne!(moved, entry.key);
+        assert_eq!(
+            store
+                .outbox_reschedule(&entry.key, far, &item("b", b"4"))
+                .unwrap(),
+            None,
+            "a key already moved is not moved again"
+        );
+        let due = store.outbox_due(later, 10, 10, |_, _| true).unwrap();
+        assert_eq!(due.len(), 1, "the rescheduled delivery is not due yet");
+        store.outbox_remove(&moved).unwrap();
+        store.outbox_remove(&due[0].key).unwrap();
+        assert_eq!(store.outbox_len(), 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_and_the_admin_token_hash_keep_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), system_clock()).unwrap();
+        let session = Session {
+            reviewer: "alice".into(),
+            admin: false,
+            csrf: "c".into(),
+            expires_at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        assert_eq!(store.session_get("abc").unwrap(), None);
+        store.session_put("abc", &session).await.unwrap();
+        assert_eq!(store.session_get("abc").unwrap(), Some(session));
+        assert!(store.inner.meta.get("session:abc").unwrap().is_some());
+        store.session_remove("abc").await.unwrap();
+        assert_eq!(store.session_get("abc").unwrap(), None);
+
+        assert_eq!(store.admin_token_hash().unwrap(), None);
+        store
+            .inner
+            .meta
+            .insert(ADMIN_TOKEN_KEY, &b"short"[..])
+            .unwrap();
+        assert_eq!(store.admin_token_hash().unwrap(), None, "not a hash");
+        store.set_admin_token_hash(&[7; 32]).await.unwrap();
+        assert_eq!(store.admin_token_hash().unwrap(), Some([7; 32]));
+        assert_eq!(
+            store.inner.meta.get("admin_token_sha256").unwrap().unwrap(),
+            &[7u8; 32][..]
+        );
     }
 }

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, NotifyFormat, NotifySink, RetryPolicy};
 use crate::holds::audit::Record;
+use crate::holds::store::{OutboxEntry, OutboxItem, OutboxKey};
 use crate::holds::{Hold, Store, StoreError, hex};
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -352,10 +353,8 @@ impl Notifier {
             // Pick by the receiver's name alone (no parsing), skipping
             // receivers already at their limit, so a hung receiver's backlog
             // never hides another's deliveries.
-            let due = self.store.outbox_due(now, BATCH, SCAN, |key, value| {
-                let (Some(sink), Some(id)) = (sink_of(value), delivery_id(key)) else {
-                    return true;
-                };
+            let due = self.store.outbox_due(now, BATCH, SCAN, |key, sink| {
+                let id = key.id();
                 let busy = in_flight.get(sink).copied().unwrap_or(0)
                     + picked.get(sink).copied().unwrap_or(0);
                 if busy >= PER_SINK || leased.contains(&id) {
@@ -367,15 +366,8 @@ impl Notifier {
             });
             match due {
                 Ok(due) => {
-                    for (key, bytes) in due {
-                        self.start_attempt(
-                            now,
-                            key,
-                            &bytes,
-                            &mut attempts,
-                            &mut in_flight,
-                            &mut leased,
-                        );
+                    for entry in due {
+                        self.start_attempt(now, entry, &mut attempts, &mut in_flight, &mut leased);
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reading the notification outbox failed"),
@@ -412,13 +404,16 @@ impl Notifier {
     fn start_attempt(
         self: &Arc<Self>,
         now: jiff::Timestamp,
-        key: Vec<u8>,
-        bytes: &[u8],
+        entry: OutboxEntry,
         attempts: &mut JoinSet<(String, u64)>,
         in_flight: &mut BTreeMap<String, usize>,
         leased: &mut HashSet<u64>,
     ) {
-        let mut d = match decode(bytes) {
+        let OutboxEntry { key, item } = entry;
+        let mut d = match item
+            .ok_or_else(|| "no receiver name".to_owned())
+            .and_then(|i| decode(&i.payload))
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "unreadable notification in the outbox; dropped");
@@ -441,7 +436,7 @@ impl Notifier {
                 return;
             }
         };
-        let id = delivery_id(&key).unwrap_or_default();
+        let id = key.id();
         leased.insert(id);
         *in_flight.entry(d.sink.clone()).or_default() += 1;
         let this = self.clone();
@@ -454,11 +449,8 @@ impl Notifier {
 
     /// One attempt, then: forget it (sent, or failed for good) or put it
     /// back for its next try.
-    async fn attempt_and_settle(&self, key: Vec<u8>, d: Delivery) {
-        match self
-            .attempt(&d, delivery_id(&key).unwrap_or_default())
-            .await
-        {
+    async fn attempt_and_settle(&self, key: OutboxKey, d: Delivery) {
+        match self.attempt(&d, key.id()).await {
             Ok(()) => {
                 self.metrics.notify_attempt(&d.sink, true, false);
                 tracing::debug!(sink = %d.sink, event = %d.event, hold = %d.hold, attempt = d.attempts, "notification delivered");
@@ -552,34 +544,19 @@ impl Notifier {
     }
 }
 
-/// An outbox entry: the receiver's name (two bytes of length, then the
-/// name) ahead of the delivery's JSON, so the loop can schedule by receiver
-/// without parsing bodies.
-fn encode(d: &Delivery) -> Result<Vec<u8>, StoreError> {
-    let name = d.sink.as_bytes();
-    let len = u16::try_from(name.len())
-        .map_err(|_| StoreError::Corrupt("notification sink name too long".into()))?;
-    let mut out = Vec::with_capacity(2 + name.len() + d.body.len() + 256);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(name);
-    serde_json::to_writer(&mut out, d)
+/// A delivery as the outbox keeps it, under its receiver's name so the
+/// loop can schedule by receiver without parsing bodies.
+fn encode(d: &Delivery) -> Result<OutboxItem, StoreError> {
+    let payload = serde_json::to_vec(d)
         .map_err(|e| StoreError::Corrupt(format!("notification delivery: {e}")))?;
-    Ok(out)
+    Ok(OutboxItem {
+        receiver: d.sink.clone(),
+        payload,
+    })
 }
 
-fn sink_of(value: &[u8]) -> Option<&str> {
-    let len = usize::from(u16::from_be_bytes(value.get(..2)?.try_into().ok()?));
-    std::str::from_utf8(value.get(2..2 + len)?).ok()
-}
-
-fn decode(value: &[u8]) -> Result<Delivery, String> {
-    let len = sink_of(value).ok_or("no receiver name")?.len();
-    serde_json::from_slice(&value[2 + len..]).map_err(|e| e.to_string())
-}
-
-/// The id part of an outbox key: the same across every retry.
-fn delivery_id(key: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(key.get(8..16)?.try_into().ok()?))
+fn decode(payload: &[u8]) -> Result<Delivery, String> {
+    serde_json::from_slice(payload).map_err(|e| e.to_string())
 }
 
 /// A personal hook has no format key: Slack's own hooks get Slack
@@ -636,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn outbox_entries_name_their_receiver_ahead_of_the_delivery() {
+    fn outbox_items_are_filed_under_their_receiver() {
         let d = Delivery {
             sink: "reviewer:alice".into(),
             url: "https://hooks.example/x".into(),
@@ -650,12 +627,11 @@ mod tests {
             backoff_ms: 2000,
             timeout_ms: 10_000,
         };
-        let bytes = encode(&d).unwrap();
-        assert_eq!(sink_of(&bytes), Some("reviewer:alice"));
-        let back = decode(&bytes).unwrap();
+        let item = encode(&d).unwrap();
+        assert_eq!(item.receiver, "reviewer:alice");
+        let back = decode(&item.payload).unwrap();
         assert_eq!((back.sink, back.sequence, back.attempts), (d.sink, 7, 2));
-        assert_eq!(sink_of(b"\x00"), None);
-        assert!(decode(b"\x00\x09short").is_err());
+        assert!(decode(b"short").is_err());
     }
 
     #[test]

@@ -12,15 +12,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Response, StatusCode};
-use sha2::{Digest, Sha256};
 
 use super::forward::{AIRLOCK_AGENT, AIRLOCK_TRIGGER, strip_hop_by_hop};
 use super::{Target, respond};
 use crate::error::ProxyError;
 use crate::holds::store::Created;
-use crate::holds::{
-    Hold, State, Store, StoreError, UNMATCHED_LABEL, UNMATCHED_RULE, hex, random_token,
-};
+use crate::holds::{Hold, NewHold, State, Store, StoreError, UNMATCHED_LABEL, UNMATCHED_RULE};
 use crate::rules::Rule;
 use crate::upstream::Body;
 use crate::window::{Window, WorkingClock};
@@ -57,23 +54,6 @@ pub struct Holding {
     /// Becomes true at shutdown: waiting agents get the held answer then
     /// (their holds stay pending).
     pub stop: tokio::sync::watch::Receiver<bool>,
-}
-
-/// When the backup is told: `escalate_after` from creation, or half the way
-/// to the window's end (which, for business-day windows, only the computed
-/// end can say). Never at or after the end: expiry comes first then.
-pub fn escalate_at(
-    created: jiff::Timestamp,
-    expires: jiff::Timestamp,
-    after: Option<Duration>,
-) -> Option<jiff::Timestamp> {
-    let span = expires.duration_since(created);
-    let after = match after {
-        Some(d) => jiff::SignedDuration::try_from(d).ok()?,
-        None => span / 2,
-    };
-    let at = created.checked_add(after).ok()?;
-    (at < expires).then_some(at)
 }
 
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
@@ -120,30 +100,24 @@ pub async fn hold(
     parts.headers.remove(&AIRLOCK_AGENT);
     parts.headers.remove(&PREFER);
     let now = store.now();
-    let window = rule
-        .and_then(|r| r.window)
-        .unwrap_or(holding.default_window);
     let max_wait = rule.and_then(|r| r.max_wait).unwrap_or(DEFAULT_MAX_WAIT);
-    let expires_at = window.ends_at(now, &holding.business_hours);
-    let fingerprint = {
-        let mut h = Sha256::new();
-        for part in [
-            agent.as_bytes(),
-            parts.method.as_str().as_bytes(),
-            url.as_bytes(),
-        ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        h.update(&body);
-        hex(&h.finalize())
-    };
-    let new = Hold {
-        id: uuid::Uuid::now_v7().to_string(),
-        state: State::Pending,
+    let new = NewHold {
         rule: rule.map_or(UNMATCHED_RULE, |r| r.name.as_str()).to_owned(),
         label,
         summary,
+        reviewers: rule.map_or_else(Vec::new, |r| r.reviewers.clone()),
+        backup: rule.map_or_else(Vec::new, |r| r.backup.clone()),
+        secret_headers: rule.map_or_else(Vec::new, |r| {
+            r.secret_headers
+                .iter()
+                .map(|h| h.as_str().to_owned())
+                .collect()
+        }),
+        window: rule
+            .and_then(|r| r.window)
+            .unwrap_or(holding.default_window),
+        escalate_after: rule.and_then(|r| r.escalate_after),
+        max_wait,
         agent,
         agent_label,
         trigger,
@@ -159,34 +133,10 @@ pub async fn hold(
                 )
             })
             .collect(),
-        secret_headers: rule.map_or_else(Vec::new, |r| {
-            r.secret_headers
-                .iter()
-                .map(|h| h.as_str().to_owned())
-                .collect()
-        }),
-        body_size: body.len() as u64,
         content_type: header_text(&parts, &header::CONTENT_TYPE),
-        created_at: now,
-        expires_at,
-        decided_at: None,
-        decided_by: None,
-        note: None,
-        reason: None,
-        edited: false,
-        sending: false,
-        response: None,
-        error: None,
-        status_token: random_token(),
-        fingerprint,
         idempotency_key,
-        replayed: false,
-        max_wait_secs: max_wait.as_secs(),
-        reviewers: rule.map_or_else(Vec::new, |r| r.reviewers.clone()),
-        backup: rule.map_or_else(Vec::new, |r| r.backup.clone()),
-        escalate_at: escalate_at(now, expires_at, rule.and_then(|r| r.escalate_after)),
-        escalated_at: None,
-    };
+    }
+    .into_hold(&body, now, &holding.business_hours);
     // Listen before storing, so a decision made at once is not missed.
     let events = wait.map(|_| store.subscribe());
     let created = store

@@ -54,7 +54,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotEditable => StatusCode::BAD_REQUEST,
             StoreError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
-            StoreError::Sled(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreError::Backend(_) | StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

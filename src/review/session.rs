@@ -5,11 +5,11 @@
 //!
 //! Session ids are stored only as hashes; tokens are never stored at all.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::auth::Caller;
+pub use crate::holds::store::Session;
 use crate::holds::{Store, StoreError, hex, random_token};
 
 pub const COOKIE: &str = "airlock_session";
@@ -18,16 +18,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a page login lasts.
 const TTL: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Session {
-    pub reviewer: String,
-    pub admin: bool,
-    pub csrf: String,
-    pub expires_at: jiff::Timestamp,
-}
-
+/// What the store keeps a session under: a hash of its id.
 fn key(sid: &str) -> String {
-    format!("session:{}", hex(&Sha256::digest(sid.as_bytes())))
+    hex(&Sha256::digest(sid.as_bytes()))
 }
 
 /// Starts a session for `caller`; returns the cookie's value.
@@ -39,20 +32,18 @@ pub async fn create(store: &Store, caller: &Caller) -> Result<String, StoreError
         csrf: random_token(),
         expires_at: store.now() + TTL,
     };
-    let bytes = serde_json::to_vec(&session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store.meta_set(&key(&sid), &bytes).await?;
+    store.session_put(&key(&sid), &session).await?;
     Ok(sid)
 }
 
 /// The live session a cookie names.
 pub fn lookup(store: &Store, sid: &str) -> Option<Session> {
-    let bytes = store.meta_get(&key(sid)).ok()??;
-    let session: Session = serde_json::from_slice(&bytes).ok()?;
+    let session = store.session_get(&key(sid)).ok()??;
     (session.expires_at > store.now()).then_some(session)
 }
 
 pub async fn remove(store: &Store, sid: &str) -> Result<(), StoreError> {
-    store.meta_remove(&key(sid)).await
+    store.session_remove(&key(sid)).await
 }
 
 /// The session cookie's value in a request.
