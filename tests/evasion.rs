@@ -59,6 +59,14 @@ path = ["/envelopes"]
 json = { "/status" = "created" }
 
 [[rule]]
+name = "test-transfers"
+action = "automatic"
+host = ["intercept.test"]
+method = ["POST"]
+path = ["/transfers"]
+headers = { "x-account" = "acct_test_*" }
+
+[[rule]]
 name = "deletes"
 action = "deny"
 host = ["intercept.test"]
@@ -428,6 +436,7 @@ async fn a_json_condition_holds_for_every_reading_of_the_body() {
     let draft = gzip(br#"{"status":"created"}"#);
     let res = client
         .post(&url)
+        .header("content-type", "application/json")
         .header("content-encoding", "gzip")
         .body(draft.clone())
         .send()
@@ -665,5 +674,63 @@ print(json.dumps(out))
         r#"[[403, "held"], [403, "denied"], [403, "held"]]"#
     );
     assert_eq!(front.count(), 0);
+    a.stop().await;
+}
+
+/// A header the rules judged is one the upstream receives: `Connection`
+/// cannot name it away after the decision, and headers with underscores,
+/// which CGI-style servers read as their dashed twins, never leave.
+#[tokio::test]
+async fn the_headers_the_rules_judge_are_the_headers_sent() {
+    let pki = Pki::new();
+    let front = upstream(Some(&pki)).await;
+    let a = airlock(&pki, RULES, "").await;
+    let port = front.port();
+    let ca = a.ca_pem();
+    let transfer = |extra: &str| {
+        format!(
+            "POST /transfers HTTP/1.1\r\nHost: intercept.test\r\nX-Account: acct_test_1\r\n{extra}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    // Plainly a test-account transfer: automatic.
+    let mut tls = tls_as(a.addr, "intercept.test", port, "intercept.test", &ca)
+        .await
+        .unwrap();
+    let answer = exchange(&mut tls, &transfer("")).await;
+    assert!(
+        answer.contains("hello from upstream /transfers"),
+        "{answer}"
+    );
+    // The account header named in Connection would be dropped on the way:
+    // the request is judged without it, and held.
+    let mut tls = tls_as(a.addr, "intercept.test", port, "intercept.test", &ca)
+        .await
+        .unwrap();
+    let answer = exchange(
+        &mut tls,
+        "POST /transfers HTTP/1.1\r\nHost: intercept.test\r\nX-Account: acct_test_1\r\nConnection: X-Account, close\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await;
+    assert!(answer.contains("\"airlock\":\"held\""), "{answer}");
+    // Underscored look-alikes of routing headers never leave.
+    let mut tls = tls_as(a.addr, "intercept.test", port, "intercept.test", &ca)
+        .await
+        .unwrap();
+    let answer = exchange(
+        &mut tls,
+        &transfer("X_HTTP_Method_Override: DELETE\r\nX_Forwarded_Host: mail.test\r\n"),
+    )
+    .await;
+    assert!(
+        answer.contains("hello from upstream /transfers"),
+        "{answer}"
+    );
+    let seen = front.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[1].headers.keys().all(|k| !k.as_str().contains('_')),
+        "{:?}",
+        seen[1].headers
+    );
     a.stop().await;
 }

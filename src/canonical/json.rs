@@ -78,6 +78,13 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     }
 }
 
+/// A key as a case-insensitive parser may read it: upper-cased then
+/// lower-cased, so that `ſ` (read as `s` by Unicode simple folding, as Go's
+/// encoding/json does), the Kelvin sign and `ß` meet their ASCII readings.
+fn fold(key: &str) -> String {
+    key.to_uppercase().to_lowercase()
+}
+
 /// Builds a [`Value`] like serde_json does, noting the first ambiguity.
 struct Seed<'f> {
     found: &'f mut Option<Ambiguity>,
@@ -142,14 +149,14 @@ impl<'de> Visitor<'de> for Seed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        // Each key seen so far, lower-cased (Unicode), with its spelling.
+        // Each key seen so far, case-folded, with its spelling.
         let mut by_fold: HashMap<String, String> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(Seed {
                 found: &mut *self.found,
             })?;
             if self.found.is_none() {
-                let fold = key.to_lowercase();
+                let fold = fold(&key);
                 match by_fold.get(&fold) {
                     Some(seen) if *seen == key => {
                         *self.found = Some(Ambiguity::DuplicateKey(key.clone()));
@@ -208,6 +215,10 @@ mod tests {
             (
                 r#"{"st\u0061tus":1,"status":2}"#,
                 Ambiguity::DuplicateKey("status".into()),
+            ),
+            (
+                "{\"status\":\"created\",\"\u{17f}tatus\":\"sent\"}",
+                Ambiguity::CaseVariantKeys("status".into(), "\u{17f}tatus".into()),
             ),
             (
                 r#"{"ÉTAT":1,"état":2}"#,

@@ -39,20 +39,23 @@ pub struct Reading<'r> {
     pub ambiguities: Vec<String>,
 }
 
-/// Reads a request the way airlock judges it: `path` without its query,
+/// Reads a request the way airlock judges it: `path` and `query` apart,
 /// the headers as they will be sent, and the body as sent. `limit` bounds
 /// the decoded body.
-pub fn read<'r>(path: &str, headers: &HeaderMap, body: &'r [u8], limit: u64) -> Reading<'r> {
+pub fn read<'r>(
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &'r [u8],
+    limit: u64,
+) -> Reading<'r> {
     let mut ambiguities = Vec::new();
-    let methods = methods(headers);
-    for name in &METHOD_OVERRIDES {
-        for value in headers.get_all(name) {
-            ambiguities.push(format!(
-                "{} asks the server to act as {} (the request was classified under that method too)",
-                name.as_str(),
-                String::from_utf8_lossy(value.as_bytes())
-            ));
-        }
+    let methods = methods(headers, query);
+    if !methods.is_empty() {
+        ambiguities.push(format!(
+            "an override header or parameter asks the server to act as {} (the request was classified under that too)",
+            methods.join(", ")
+        ));
     }
     let canonical_path = path::canonical(path);
     if canonical_path != path {
@@ -138,26 +141,99 @@ pub fn remove_target_overrides(headers: &mut HeaderMap) {
     }
 }
 
-/// True when the request names another method in an override header.
-pub fn has_method_override(headers: &HeaderMap) -> bool {
-    !headers.is_empty() && METHOD_OVERRIDES.iter().any(|h| headers.contains_key(h))
+/// Query parameters that ask a server to act as another method: `_method`
+/// (Laravel, Symfony, Rack) and `_HttpMethod` (Salesforce), in any case.
+const QUERY_OVERRIDES: [&str; 2] = ["_method", "_httpmethod"];
+
+/// The values of the query's method-override parameters.
+fn query_overrides(query: Option<&str>) -> impl Iterator<Item = String> + '_ {
+    query
+        .filter(|q| q.contains('_'))
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .filter(|(k, _)| QUERY_OVERRIDES.iter().any(|o| k.eq_ignore_ascii_case(o)))
+        .map(|(_, v)| v.into_owned())
+}
+
+/// True when the request names another method, in an override header or
+/// query parameter.
+pub fn has_method_override(headers: &HeaderMap, query: Option<&str>) -> bool {
+    (!headers.is_empty() && METHOD_OVERRIDES.iter().any(|h| headers.contains_key(h)))
+        || query_overrides(query).next().is_some()
 }
 
 /// The further methods a request may be acted on as, besides its own: every
-/// value of every override header, upper-cased, each one once.
-pub fn methods(headers: &HeaderMap) -> Vec<String> {
+/// value of every override header and query parameter, upper-cased, each
+/// one once.
+pub fn methods(headers: &HeaderMap, query: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for name in &METHOD_OVERRIDES {
-        for value in headers.get_all(name) {
-            for m in String::from_utf8_lossy(value.as_bytes()).split(',') {
-                let m = m.trim().to_ascii_uppercase();
-                if !m.is_empty() && !out.contains(&m) {
-                    out.push(m);
-                }
+    let values = METHOD_OVERRIDES
+        .iter()
+        .flat_map(|name| headers.get_all(name))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .chain(query_overrides(query));
+    for value in values {
+        for m in value.split(',') {
+            let m = m.trim().to_ascii_uppercase();
+            if !m.is_empty() && !out.contains(&m) {
+                out.push(m);
             }
         }
     }
     out
+}
+
+/// Removes every header whose name has an underscore, as nginx does by
+/// default: CGI-style servers (Rack, PHP-FPM, WSGI) read `X_Forwarded_Host`
+/// or `X_HTTP_Method_Override` as their dashed twins, which airlock would
+/// otherwise not recognise. Cheap when there are none.
+pub fn remove_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(&name);
+    }
+}
+
+/// True when the request says, once and plainly, that its body is JSON
+/// (`application/json` or `…+json`, in a Unicode charset or none): only
+/// then may an automatic rule's `json` conditions hold, since a server may
+/// read any other body (a form, say) differently.
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let mut types = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(only), None) = (types.next(), types.next()) else {
+        return false;
+    };
+    let Ok(text) = only.to_str() else {
+        return false;
+    };
+    let mut parts = text.split(';');
+    let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    if media != "application/json"
+        && !(media.starts_with("application/") && media.ends_with("+json"))
+    {
+        return false;
+    }
+    parts.all(|p| match p.split_once('=') {
+        Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => matches!(
+            v.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+            "utf-8"
+                | "utf8"
+                | "utf-16"
+                | "utf-16le"
+                | "utf-16be"
+                | "utf-32"
+                | "utf-32le"
+                | "utf-32be"
+        ),
+        _ => true,
+    })
 }
 
 /// Does a TLS server name (SNI) name `host`? Case-insensitive, one trailing
@@ -178,15 +254,23 @@ mod tests {
     #[test]
     fn override_headers_add_methods() {
         let mut h = HeaderMap::new();
-        assert!(!has_method_override(&h));
+        assert!(!has_method_override(&h, None));
         h.insert("x-http-method-override", HeaderValue::from_static("post"));
         h.append(
             "x-method-override",
             HeaderValue::from_static("DELETE, post"),
         );
         h.insert("x-http-method", HeaderValue::from_static("PUT"));
-        assert!(has_method_override(&h));
-        assert_eq!(methods(&h), vec!["POST", "PUT", "DELETE"]);
+        assert!(has_method_override(&h, None));
+        assert_eq!(methods(&h, None), vec!["POST", "PUT", "DELETE"]);
+        let none = HeaderMap::new();
+        assert!(has_method_override(&none, Some("a=1&_method=delete")));
+        assert!(has_method_override(&none, Some("_HttpMethod=PATCH")));
+        assert!(!has_method_override(&none, Some("a_b=1&method=x")));
+        assert_eq!(
+            methods(&none, Some("_METHOD=delete&_method=put")),
+            vec!["DELETE", "PUT"]
+        );
     }
 
     #[test]
@@ -200,7 +284,7 @@ mod tests {
         h.insert("content-encoding", HeaderValue::from_static("gzip"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
         h.insert("x-http-method-override", HeaderValue::from_static("DELETE"));
-        let r = read("/v3//mail/send/", &h, &gz, 1 << 20);
+        let r = read("/v3//mail/send/", None, &h, &gz, 1 << 20);
         assert_eq!(r.path, "/v3/mail/send");
         assert_eq!(r.methods, vec!["DELETE"]);
         assert_eq!(&*r.body, br#"{"status":"created","Status":"sent"}"#);
@@ -210,14 +294,36 @@ mod tests {
         assert!(r.ambiguities[1].contains("\"/v3/mail/send\""));
         assert!(r.ambiguities[2].contains("differ only in case"));
 
-        let plain = read("/notes", &HeaderMap::new(), b"hello", 1 << 20);
+        let plain = read("/notes", None, &HeaderMap::new(), b"hello", 1 << 20);
         assert!(plain.ambiguities.is_empty());
         assert!(matches!(plain.body, Cow::Borrowed(_)));
         let mut corrupt = HeaderMap::new();
         corrupt.insert("content-encoding", HeaderValue::from_static("br"));
-        let r = read("/x", &corrupt, b"not brotli", 1 << 20);
+        let r = read("/x", None, &corrupt, b"not brotli", 1 << 20);
         assert_eq!(&*r.body, b"not brotli");
         assert!(r.ambiguities[0].contains("cannot be decoded"));
+    }
+
+    #[test]
+    fn only_a_plain_json_content_type_is_json() {
+        let with = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("content-type", HeaderValue::from_static(v));
+            }
+            is_json_content_type(&h)
+        };
+        assert!(with(&["application/json"]));
+        assert!(with(&["Application/JSON; charset=UTF-8"]));
+        assert!(with(&["application/vnd.api+json"]));
+        assert!(!with(&[]));
+        assert!(!with(&["application/x-www-form-urlencoded"]));
+        assert!(!with(&["text/plain"]));
+        assert!(!with(&["application/json; charset=latin1"]));
+        assert!(!with(&[
+            "application/json",
+            "application/x-www-form-urlencoded"
+        ]));
     }
 
     #[test]

@@ -95,6 +95,11 @@ async fn classify_and_send<'r>(
     // host, whatever `Host` the agent wrote.
     parts.headers.insert(header::HOST, target.host_header());
     crate::canonical::remove_target_overrides(&mut parts.headers);
+    crate::canonical::remove_underscored(&mut parts.headers);
+    // Hop-by-hop headers (and those `Connection` names) never reach the
+    // upstream: removed before the rules look, so that a header a rule
+    // judged is one the upstream receives.
+    strip_hop_by_hop(&mut parts.headers, upgrade);
     let view = target.view(&parts);
     let (decision, body, read) = match rules.decide(&view, BodyView::Unread) {
         Decision::NeedBody => {

@@ -26,6 +26,7 @@ const ACCESS_DENIED: [u8; 7] = [21, 3, 3, 0, 2, 2, 49];
 pub async fn check<IO: AsyncRead + AsyncWrite + Unpin>(
     io: &mut IO,
     host: &str,
+    blind: bool,
     patience: Duration,
 ) -> Result<Vec<u8>, String> {
     let (bytes, hello) = match tokio::time::timeout(patience, read(io)).await {
@@ -33,7 +34,7 @@ pub async fn check<IO: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err("no ClientHello in time".to_owned()),
     };
-    match verdict(&hello, host) {
+    match verdict(&hello, host, blind) {
         Ok(()) => Ok(bytes),
         Err(why) => {
             let _ = io.write_all(&ACCESS_DENIED).await;
@@ -65,9 +66,13 @@ async fn read<IO: AsyncRead + Unpin>(io: &mut IO) -> Result<(Vec<u8>, ClientHell
     }
 }
 
-/// Does this ClientHello go to `host`, and only there?
-pub fn verdict(hello: &ClientHello, host: &str) -> Result<(), String> {
-    if hello.encrypted {
+/// Does this ClientHello go to `host`, and only there? An Encrypted Client
+/// Hello extension is refused on a blind tunnel, where the front end would
+/// act on the hidden name. When airlock intercepts, it terminates TLS
+/// itself and ignores the extension (browsers send a placeholder one on
+/// every connection), so the request still goes to `host` and no further.
+pub fn verdict(hello: &ClientHello, host: &str, blind: bool) -> Result<(), String> {
+    if hello.encrypted && blind {
         return Err("an encrypted ClientHello hides the server name".to_owned());
     }
     match &hello.server_name {
@@ -159,19 +164,23 @@ mod tests {
     #[test]
     fn only_the_connect_host_passes() {
         let host = "generativelanguage.googleapis.com";
-        assert!(
-            verdict(
-                &hello(Some("GenerativeLanguage.googleapis.com."), false),
+        for blind in [true, false] {
+            let ok = |h: ClientHello, host: &str| verdict(&h, host, blind).is_ok();
+            assert!(ok(
+                hello(Some("GenerativeLanguage.googleapis.com."), false),
                 host
-            )
-            .is_ok()
-        );
-        assert!(verdict(&hello(Some("gmail.googleapis.com"), false), host).is_err());
-        assert!(verdict(&hello(None, false), host).is_err());
-        assert!(verdict(&hello(Some(host), true), host).is_err());
-        assert!(verdict(&hello(None, false), "127.0.0.1").is_ok());
-        assert!(verdict(&hello(None, false), "::1").is_ok());
-        assert!(verdict(&hello(Some("a.example.com"), false), "127.0.0.1").is_err());
+            ));
+            assert!(!ok(hello(Some("gmail.googleapis.com"), false), host));
+            assert!(!ok(hello(None, false), host));
+            assert!(ok(hello(None, false), "127.0.0.1"));
+            assert!(ok(hello(None, false), "::1"));
+            assert!(!ok(hello(Some("a.example.com"), false), "127.0.0.1"));
+        }
+        // Encrypted Client Hello: refused blind, ignored where airlock
+        // terminates TLS itself (and a mismatched outer name still fails).
+        assert!(verdict(&hello(Some(host), true), host, true).is_err());
+        assert!(verdict(&hello(Some(host), true), host, false).is_ok());
+        assert!(verdict(&hello(Some("gmail.googleapis.com"), true), host, false).is_err());
     }
 
     #[tokio::test]
@@ -189,9 +198,14 @@ mod tests {
             agent.write_all(b"after").await.unwrap();
             agent
         });
-        let first = check(&mut proxy_side, "api.example.com", Duration::from_secs(5))
-            .await
-            .unwrap();
+        let first = check(
+            &mut proxy_side,
+            "api.example.com",
+            true,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         let _agent = writer.await.unwrap();
         let mut replayed = Replayed::new(first, proxy_side);
         let mut all = vec![0; record.len() + 5];
@@ -210,6 +224,7 @@ mod tests {
         let refused = check(
             &mut proxy_side,
             "generativelanguage.googleapis.com",
+            true,
             Duration::from_secs(5),
         )
         .await;

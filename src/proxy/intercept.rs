@@ -35,7 +35,7 @@ pub async fn run(
         }
     };
     let mut io = TokioIo::new(upgraded);
-    let first = match super::hello::check(&mut io, &host, proxy.header_timeout).await {
+    let first = match super::hello::check(&mut io, &host, false, proxy.header_timeout).await {
         Ok(first) => first,
         Err(why) => {
             tracing::warn!(%peer, %host, reason = %why, "intercept refused: ClientHello");

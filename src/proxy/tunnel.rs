@@ -30,7 +30,7 @@ pub async fn run(
         }
     };
     let mut client = TokioIo::new(upgraded);
-    let first = super::hello::check(&mut client, host, patience).await?;
+    let first = super::hello::check(&mut client, host, true, patience).await?;
     if let Err(e) = upstream.write_all(&first).await {
         tracing::debug!(%host, error = %e, "tunnel: upstream closed before the ClientHello");
         return Ok((0, 0));

@@ -31,7 +31,8 @@ pub struct Draft<'b> {
 
 impl<'b> Draft<'b> {
     pub fn read(hold: &Hold, raw: &'b [u8]) -> Draft<'b> {
-        let reading = canonical::read(path_of(&hold.url), &header_map(hold), raw, DECODE_LIMIT);
+        let (path, query) = path_and_query(&hold.url);
+        let reading = canonical::read(path, query, &header_map(hold), raw, DECODE_LIMIT);
         Draft {
             body: reading.body,
             decoded_from: reading.decoded_from,
@@ -54,14 +55,17 @@ fn header_map(hold: &Hold) -> HeaderMap {
     map
 }
 
-/// The path of an absolute URL, without its query.
-fn path_of(url: &str) -> &str {
+/// The path and query of an absolute URL.
+fn path_and_query(url: &str) -> (&str, Option<&str>) {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let path = after_scheme
+    let target = after_scheme
         .find('/')
         .and_then(|i| after_scheme.get(i..))
         .unwrap_or("/");
-    path.split_once('?').map_or(path, |(p, _)| p)
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
 }
 
 #[cfg(test)]

@@ -243,7 +243,46 @@ fn header_values<'h>(
         .map(|v| (true, Cow::Borrowed(v.as_bytes())))
 }
 
+/// A query some servers split on `;` as well as `&` (Rack 2, older Python
+/// and Go) has more than one reading: no automatic query condition holds.
+fn query_has_other_separators(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.contains(';'))
+}
+
+/// The query read with `;` as a separator too, when it has one.
+fn query_split_on_semicolons(query: Option<&str>) -> Option<String> {
+    query
+        .filter(|q| q.contains(';'))
+        .map(|q| q.replace(';', "&"))
+}
+
+/// The query a rule's conditions are judged on: for a review or deny rule
+/// whose conditions hold only when `;` separates too, that reading.
+fn query_as_judged(
+    rule: &Rule,
+    conditions: &[(String, GlobMatcher)],
+    query: Option<&str>,
+) -> Option<String> {
+    let split = query_split_on_semicolons(query)?;
+    (rule.action != Action::Automatic
+        && !query_holds(rule, conditions, query)
+        && query_holds(rule, conditions, Some(&split)))
+    .then_some(split)
+}
+
 fn query_matches(rule: &Rule, conditions: &[(String, GlobMatcher)], query: Option<&str>) -> bool {
+    if conditions.is_empty() {
+        return true;
+    }
+    if rule.action == Action::Automatic {
+        return !query_has_other_separators(query) && query_holds(rule, conditions, query);
+    }
+    query_holds(rule, conditions, query)
+        || query_split_on_semicolons(query)
+            .is_some_and(|split| query_holds(rule, conditions, Some(&split)))
+}
+
+fn query_holds(rule: &Rule, conditions: &[(String, GlobMatcher)], query: Option<&str>) -> bool {
     let automatic = rule.action == Action::Automatic;
     conditions.iter().all(|(param, glob)| {
         matches!(
@@ -417,11 +456,11 @@ impl RuleSet {
     /// review, then automatic): the upstream may act on any of them.
     pub fn decide(&self, req: &RequestView<'_>, body: BodyView<'_>) -> Decision<'_> {
         let own = self.decide_as(req, req.method, body);
-        if !crate::canonical::has_method_override(req.headers) {
+        if !crate::canonical::has_method_override(req.headers, req.query) {
             return own;
         }
         let mut strictest = own;
-        for method in crate::canonical::methods(req.headers) {
+        for method in crate::canonical::methods(req.headers, req.query) {
             let other = self.decide_as(req, &method, body);
             if other == Decision::NeedBody || strictest == Decision::NeedBody {
                 return Decision::NeedBody;
@@ -511,7 +550,11 @@ impl RuleSet {
                     if !compiled.json.is_empty() {
                         let holds = match json.reading() {
                             JsonReading::Unread => return Decision::NeedBody,
-                            JsonReading::Clear(doc) => json_matches(&compiled.json, doc),
+                            JsonReading::Clear(doc) => {
+                                (rule.action != Action::Automatic
+                                    || crate::canonical::is_json_content_type(req.headers))
+                                    && json_matches(&compiled.json, doc)
+                            }
                             JsonReading::Ambiguous(_) => rule.action != Action::Automatic,
                         };
                         if !holds {
@@ -625,8 +668,19 @@ fn examine(
         ));
     }
     let automatic = rule.action == Action::Automatic;
+    if automatic && !compiled.query.is_empty() && query_has_other_separators(facts.req.query) {
+        return fail(
+            "the query has `;`, which some servers read as a separator, so the query conditions of an automatic rule fail"
+                .to_owned(),
+        );
+    }
+    let split = query_as_judged(rule, &compiled.query, facts.req.query);
+    let query = split.as_deref().or(facts.req.query);
+    if split.is_some() {
+        held.push("the query read with `;` as a separator, as some servers read it".to_owned());
+    }
     for ((param, glob), (_, pattern)) in compiled.query.iter().zip(&rule.query) {
-        match occurrences(query_values(facts.req.query, param), glob, automatic) {
+        match occurrences(query_values(query, param), glob, automatic) {
             Occurrences::Holds(v) => held.push(format!(
                 "query {param:?} = {:?} matches {pattern:?}",
                 bounded(&String::from_utf8_lossy(&v))
@@ -688,6 +742,15 @@ fn examine(
                     rule.action
                 ));
                 return Ok(held);
+            }
+            JsonReading::Clear(_)
+                if rule.action == Action::Automatic
+                    && !crate::canonical::is_json_content_type(facts.req.headers) =>
+            {
+                return fail(
+                    "Content-Type does not say plainly that the body is JSON, so the json conditions of an automatic rule fail"
+                        .to_owned(),
+                );
             }
             JsonReading::Clear(doc) => doc,
         };
@@ -1105,6 +1168,12 @@ headers = { "x-account" = "acct_test_*" }
             name(&set, &acct("/?mode=test")).as_deref(),
             Some("test-mode")
         );
+        // `;` is a separator to some servers: `mode=live` could be read.
+        assert_eq!(
+            name(&set, &acct("/?mode=test&x=1;mode=live")).as_deref(),
+            Some("live-send")
+        );
+        assert_eq!(name(&set, &acct("/?mode=test;x=1")), None);
         for target in [
             "/?mode=test&mode=live",
             "/?mode=live&mode=test",
@@ -1165,6 +1234,14 @@ method = ["DELETE"]
                 Some("deletes")
             );
         }
+        assert_eq!(
+            name(&set, &req("GET", "h", "/x?_method=post")).as_deref(),
+            Some("writes")
+        );
+        assert_eq!(
+            name(&set, &req("GET", "h", "/x?a=1&_HttpMethod=DELETE")).as_deref(),
+            Some("deletes")
+        );
         let both = get()
             .header("x-http-method-override", "POST")
             .header("x-method-override", "DELETE");
@@ -1309,11 +1386,26 @@ json = { "/status" = "created" }
 "#,
             Action::Review,
         );
-        let r = req("POST", "h", "/envelopes");
+        let r = req("POST", "h", "/envelopes").header("content-type", "application/json");
         assert_eq!(
             decided(&set, &r, BodyView::Read(br#"{"status":"created"}"#)),
             Some("draft")
         );
+        // The same JSON, not declared as JSON: a server may read it as a form.
+        for content_type in ["application/x-www-form-urlencoded", "text/plain"] {
+            let form = req("POST", "h", "/envelopes").header("content-type", content_type);
+            assert_eq!(
+                decided(&set, &form, BodyView::Read(br#"{"status":"created"}"#)),
+                None
+            );
+        }
+        let untyped = req("POST", "h", "/envelopes");
+        assert_eq!(
+            decided(&set, &untyped, BodyView::Read(br#"{"status":"created"}"#)),
+            None
+        );
+        let folded = "{\"status\":\"created\",\"\u{17f}tatus\":\"sent\"}";
+        assert_eq!(decided(&set, &r, BodyView::Read(folded.as_bytes())), None);
         for body in [
             &br#"{"status":"created","Status":"sent"}"#[..],
             br#"{"status":"sent","status":"created"}"#,
