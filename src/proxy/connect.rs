@@ -33,11 +33,7 @@ pub async fn handle(
             "CONNECT needs an explicit port, as in host:443".into(),
         ));
     };
-    let target = Target {
-        scheme: Scheme::HTTPS,
-        authority: normalise(authority),
-        agent,
-    };
+    let target = Target::new(Scheme::HTTPS, normalise(authority), agent);
     let rules = proxy.rules.load();
     let decision = rules.decide_connect(target.host());
     match decision {

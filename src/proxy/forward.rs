@@ -118,7 +118,7 @@ async fn classify_and_send<'r>(
                     .as_ref()
                     .map_or(BodyView::Undecodable, |d| BodyView::Read(d)),
             );
-            let decoded = decoded.map(|d| Bytes::from(d.into_owned()));
+            let decoded = decoded.map(|d| keep(&bytes, d));
             (
                 decision,
                 Either::Right(Full::new(bytes.clone())),
@@ -158,7 +158,7 @@ async fn classify_and_send<'r>(
                         }
                     };
                     let decoded = decode_body(&parts.headers, &bytes, proxy.max_body)?
-                        .map(|d| Bytes::from(d.into_owned()));
+                        .map(|d| keep(&bytes, d));
                     (bytes, decoded)
                 }
                 // A read body always comes with its reading.
@@ -182,7 +182,7 @@ async fn classify_and_send<'r>(
     let streamed = !body.is_end_stream()
         && body.size_hint().exact().is_none()
         && !parts.headers.contains_key(header::CONTENT_LENGTH);
-    prepare_request(&mut parts, target, upgrade)?;
+    prepare_request(&mut parts, target)?;
     if streamed {
         parts.headers.insert(
             header::TRANSFER_ENCODING,
@@ -255,6 +255,15 @@ fn decode_body<'b>(
     }
 }
 
+/// The decoded body, kept for the hold's summary: it shares the body's
+/// buffer unless decoding made new bytes.
+fn keep(raw: &Bytes, decoded: std::borrow::Cow<'_, [u8]>) -> Bytes {
+    match decoded {
+        std::borrow::Cow::Borrowed(_) => raw.clone(),
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
+    }
+}
+
 /// What the agent still sends of a request answered early is read and
 /// discarded in the background (up to `max_body`, for at most the header
 /// timeout), so the answer goes out first and the request stream ends
@@ -271,8 +280,9 @@ fn linger(body: Incoming, proxy: &Proxy) {
     });
 }
 
-/// Points the request at the target and removes what must not travel on.
-fn prepare_request(parts: &mut Parts, target: &Target, upgrade: bool) -> Result<(), ProxyError> {
+/// Points the request at the target and removes airlock's own context
+/// headers (hop-by-hop ones went before the rules looked).
+fn prepare_request(parts: &mut Parts, target: &Target) -> Result<(), ProxyError> {
     if parts.uri.scheme().is_none() || parts.uri.authority() != Some(&target.authority) {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(target.scheme.clone());
@@ -285,7 +295,6 @@ fn prepare_request(parts: &mut Parts, target: &Target, upgrade: bool) -> Result<
     // version would be refused on an http/1.1 connection.
     parts.version = Version::HTTP_11;
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers, upgrade);
     headers.remove(&AIRLOCK_TRIGGER);
     headers.remove(&AIRLOCK_AGENT);
     Ok(())

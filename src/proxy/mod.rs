@@ -72,9 +72,28 @@ pub struct Target {
     /// connection (requests inside carry no proxy headers) or the plain
     /// request itself established it.
     pub agent: identity::Identity,
+    /// The `Host` every request to this target carries upstream, made once
+    /// per target rather than per request.
+    host_header: HeaderValue,
 }
 
 impl Target {
+    pub fn new(scheme: Scheme, authority: Authority, agent: identity::Identity) -> Target {
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let text = match authority.port_u16() {
+            Some(port) if port == default_port => authority.host(),
+            _ => authority.as_str(),
+        };
+        let host_header =
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+        Target {
+            scheme,
+            authority,
+            agent,
+            host_header,
+        }
+    }
+
     /// The host without port or IPv6 brackets, as rules match it.
     pub fn host(&self) -> &str {
         let h = self.authority.host();
@@ -86,16 +105,7 @@ impl Target {
     /// The `Host` every request to this target carries upstream: the
     /// target's authority, without the scheme's default port.
     pub fn host_header(&self) -> HeaderValue {
-        let default_port = if self.scheme == Scheme::HTTPS {
-            443
-        } else {
-            80
-        };
-        let text = match self.authority.port_u16() {
-            Some(port) if port == default_port => self.authority.host(),
-            _ => self.authority.as_str(),
-        };
-        HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        self.host_header.clone()
     }
 
     /// What the rules see of a request to this target.
@@ -180,11 +190,7 @@ impl Proxy {
         let uri = req.uri();
         match (uri.scheme(), uri.authority()) {
             (Some(scheme), Some(authority)) if *scheme == Scheme::HTTP => {
-                let target = Target {
-                    scheme: Scheme::HTTP,
-                    authority: without_userinfo(authority),
-                    agent,
-                };
+                let target = Target::new(Scheme::HTTP, without_userinfo(authority), agent);
                 forward::handle(&self, req, &target, peer, &slot).await
             }
             (Some(_), Some(_)) => respond::error(&ProxyError::BadRequest(

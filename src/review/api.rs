@@ -121,7 +121,7 @@ pub fn view(hold: &Hold, body: Option<&[u8]>, preview: Option<usize>) -> Value {
             }
         }
     }
-    let draft = body.map(|b| super::draft::Draft::read(hold, b));
+    let draft = body.map(|b| super::draft::read(hold, b));
     let shown = draft.as_ref().map(|d| {
         let all: &[u8] = &d.body;
         all.get(..preview.unwrap_or(usize::MAX).min(all.len()))

@@ -5,8 +5,6 @@
 //!
 //! This module only reads a stored hold; it never changes what is sent.
 
-use std::borrow::Cow;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::canonical;
@@ -17,28 +15,13 @@ use crate::holds::Hold;
 /// version.
 const DECODE_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// A held request's body and the ways it could be read.
-#[derive(Debug)]
-pub struct Draft<'b> {
-    /// The body decoded for reading (the stored bytes when nothing needed
-    /// undoing or they cannot be decoded).
-    pub body: Cow<'b, [u8]>,
-    /// What was undone to read it (`gzip`, `utf-16`), when anything was.
-    pub decoded_from: Option<String>,
-    /// Each way the request can be read differently, in words.
-    pub ambiguities: Vec<String>,
-}
-
-impl<'b> Draft<'b> {
-    pub fn read(hold: &Hold, raw: &'b [u8]) -> Draft<'b> {
-        let (path, query) = path_and_query(&hold.url);
-        let reading = canonical::read(path, query, &header_map(hold), raw, DECODE_LIMIT);
-        Draft {
-            body: reading.body,
-            decoded_from: reading.decoded_from,
-            ambiguities: reading.ambiguities,
-        }
-    }
+/// A held request as the rules read it: the body decoded, every other
+/// reading named ([`canonical::read`] on the stored request).
+pub fn read<'b>(hold: &Hold, raw: &'b [u8]) -> canonical::Reading<'b> {
+    let uri: Option<http::Uri> = hold.url.parse().ok();
+    let path = uri.as_ref().map_or("/", http::Uri::path);
+    let query = uri.as_ref().and_then(http::Uri::query);
+    canonical::read(path, query, &header_map(hold), raw, DECODE_LIMIT)
 }
 
 /// The stored headers as the proxy saw them.
@@ -53,19 +36,6 @@ fn header_map(hold: &Hold) -> HeaderMap {
         }
     }
     map
-}
-
-/// The path and query of an absolute URL.
-fn path_and_query(url: &str) -> (&str, Option<&str>) {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let target = after_scheme
-        .find('/')
-        .and_then(|i| after_scheme.get(i..))
-        .unwrap_or("/");
-    match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (target, None),
-    }
 }
 
 #[cfg(test)]
@@ -105,7 +75,7 @@ mod tests {
             ],
             Some("application/json"),
         );
-        let d = Draft::read(&h, &gz);
+        let d = read(&h, &gz);
         assert_eq!(&*d.body, br#"{"to":"a@b"}"#);
         assert_eq!(d.decoded_from.as_deref(), Some("gzip"));
         assert!(d.ambiguities.is_empty(), "{:?}", d.ambiguities);
@@ -118,12 +88,12 @@ mod tests {
             &[("x-http-method-override", "DELETE")],
             Some("application/json"),
         );
-        let d = Draft::read(&h, br#"{"status":"created","Status":"sent"}"#);
+        let d = read(&h, br#"{"status":"created","Status":"sent"}"#);
         assert_eq!(d.ambiguities.len(), 3, "{:#?}", d.ambiguities);
         assert!(d.ambiguities[0].contains("DELETE"));
         assert!(d.ambiguities[1].contains("\"/v3/mail/send\""));
         assert!(d.ambiguities[2].contains("differ only in case"));
         let plain = hold("https://h/notes", &[], Some("text/plain"));
-        assert!(Draft::read(&plain, b"hello").ambiguities.is_empty());
+        assert!(read(&plain, b"hello").ambiguities.is_empty());
     }
 }
