@@ -38,8 +38,9 @@ fn the_dockerfile_passes_hadolint() {
     assert!(ok, "{out}");
 }
 
-fn manifests() -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(repo().join("examples/kubernetes"))
+/// The manifests (`*.yaml`) directly in `dir`, a directory of the repository.
+fn manifests(dir: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo().join(dir))
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -50,30 +51,50 @@ fn manifests() -> Vec<String> {
     files
 }
 
-#[test]
-fn the_kubernetes_examples_match_the_kubernetes_schemas() {
-    let files = manifests();
-    assert!(files.len() >= 3, "{files:?}");
+/// `kubernetes-validate`, strict, against Kubernetes 1.30.
+fn validate(files: &[&str]) -> (bool, String) {
     let mut args = vec!["-k", "1.30.0", "--strict"];
-    args.extend(files.iter().map(String::as_str));
-    let (ok, out) = run("kubernetes-validate", &args);
-    assert!(ok, "{out}");
-    // The validator does catch mistakes: a misspelt field fails.
+    args.extend_from_slice(files);
+    run("kubernetes-validate", &args)
+}
+
+/// The validator does catch mistakes: `example` with `field` misspelt fails.
+fn assert_a_misspelt_field_fails(example: &str, field: &str) {
+    let text = std::fs::read_to_string(repo().join(example)).unwrap();
+    assert!(text.contains(field), "{example} has no {field:?}");
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.yaml");
-    let text =
-        std::fs::read_to_string(repo().join("examples/kubernetes/deployment-native-sidecar.yaml"))
-            .unwrap();
-    std::fs::write(
-        &broken,
-        text.replace("restartPolicy: Always", "restartPolicyy: Always"),
-    )
-    .unwrap();
-    let (ok, _) = run(
-        "kubernetes-validate",
-        &["-k", "1.30.0", "--strict", broken.to_str().unwrap()],
+    let misspelt = field.replacen(':', "y:", 1);
+    std::fs::write(&broken, text.replace(field, &misspelt)).unwrap();
+    let (ok, _) = validate(&[broken.to_str().unwrap()]);
+    assert!(!ok, "a misspelt field ({misspelt:?}) must fail validation");
+}
+
+#[test]
+fn the_kubernetes_examples_match_the_kubernetes_schemas() {
+    let files = manifests("examples/kubernetes");
+    assert!(files.len() >= 3, "{files:?}");
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (ok, out) = validate(&files);
+    assert!(ok, "{out}");
+    assert_a_misspelt_field_fails(
+        "examples/kubernetes/deployment-native-sidecar.yaml",
+        "restartPolicy: Always",
     );
-    assert!(!ok, "a misspelt field must fail validation");
+}
+
+#[test]
+fn the_kubernetes_fleet_example_matches_the_kubernetes_schemas() {
+    let files = manifests("examples/kubernetes/fleet");
+    assert_eq!(files.len(), 3, "{files:?}");
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (ok, out) = validate(&files);
+    assert!(ok, "{out}");
+    assert_a_misspelt_field_fails(
+        "examples/kubernetes/fleet/agents.yaml",
+        "restartPolicy: Always",
+    );
+    assert_a_misspelt_field_fails("examples/kubernetes/fleet/review.yaml", "targetPort: http");
 }
 
 /// The `key: |` block scalar under `key` in a manifest, unindented.
@@ -102,4 +123,117 @@ fn the_configuration_and_rules_in_the_kubernetes_examples_load() {
         airlock::rules::parse_file("config.yaml 10-email.toml", &block(&text, "10-email.toml"))
             .unwrap();
     airlock::rules::RuleSet::new(rules, config.defaults.unmatched).unwrap();
+}
+
+#[test]
+fn the_fleet_configuration_loads_with_the_store_url_from_the_environment() {
+    let text =
+        std::fs::read_to_string(repo().join("examples/kubernetes/fleet/config.yaml")).unwrap();
+    let toml = block(&text, "airlock.toml");
+    // The store's URL is a secret of its own and comes from the environment.
+    assert!(!toml.contains("[store]"), "{toml}");
+    let config = airlock::config::Config::parse(
+        "fleet/config.yaml airlock.toml",
+        &toml,
+        &airlock::config::Env::from_pairs([(
+            "AIRLOCK_STORE_URL",
+            "postgres://airlock:pw@db:5432/airlock",
+        )]),
+    )
+    .unwrap();
+    assert!(config.store.url.is_some());
+    assert_eq!(config.reviewers.len(), 2);
+    let rules = airlock::rules::parse_file(
+        "fleet/config.yaml 10-email.toml",
+        &block(&text, "10-email.toml"),
+    )
+    .unwrap();
+    airlock::rules::RuleSet::new(rules, config.defaults.unmatched).unwrap();
+}
+
+/// Each `- name: ...` list item in a manifest with everything nested under
+/// it: containers, volumes, env entries.
+fn named_items(text: &str) -> Vec<String> {
+    fn indent(line: &str) -> usize {
+        line.len() - line.trim_start().len()
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("- name: "))
+        .map(|(i, header)| {
+            let nested = lines[i + 1..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || indent(l) > indent(header));
+            std::iter::once(header)
+                .chain(nested)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+#[test]
+fn every_airlock_in_the_fleet_takes_the_store_url_from_the_secret() {
+    for (file, expected) in [("agents.yaml", "run"), ("review.yaml", "review")] {
+        let text =
+            std::fs::read_to_string(repo().join("examples/kubernetes/fleet").join(file)).unwrap();
+        // The containers that run a proxy or a review server; the CA bundle
+        // init container opens no store.
+        let airlocks: Vec<String> = named_items(&text)
+            .into_iter()
+            .filter(|item| {
+                item.contains("image: ghcr.io/example/airlock:")
+                    && (item.contains(r#"args: ["run","#) || item.contains(r#"args: ["review","#))
+            })
+            .collect();
+        assert_eq!(airlocks.len(), 1, "{file}: {airlocks:#?}");
+        for airlock in &airlocks {
+            assert!(
+                airlock.contains(&format!(r#"args: ["{expected}","#)),
+                "{file}: {airlock}"
+            );
+            let after: Vec<&str> = airlock
+                .lines()
+                .skip_while(|l| l.trim() != "- name: AIRLOCK_STORE_URL")
+                .skip(1)
+                .take(2)
+                .map(str::trim)
+                .collect();
+            assert_eq!(
+                after,
+                [
+                    "valueFrom:",
+                    "secretKeyRef: { name: airlock-store, key: url }"
+                ],
+                "{file}: {airlock}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_kubernetes_manifest_spells_out_a_database_url_but_the_store_secret() {
+    let mut secrets = 0;
+    for file in manifests("examples/kubernetes")
+        .into_iter()
+        .chain(manifests("examples/kubernetes/fleet"))
+    {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for document in text.split("\n---\n") {
+            if !document.contains("postgres://") && !document.contains("postgresql://") {
+                continue;
+            }
+            let is_store_secret = document.lines().any(|l| l == "kind: Secret")
+                && document.lines().any(|l| l == "  name: airlock-store");
+            assert!(
+                is_store_secret,
+                "{file}: a database URL outside the airlock-store Secret:\n{document}"
+            );
+            secrets += 1;
+        }
+    }
+    assert_eq!(secrets, 1, "the fleet's airlock-store Secret holds the URL");
 }
