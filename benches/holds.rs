@@ -98,7 +98,7 @@ fn main() {
         let mut page = Vec::new();
         for _ in 0..50 {
             let t = Instant::now();
-            let (holds, _) = store.list(&filter).unwrap();
+            let (holds, _) = store.list(&filter).await.unwrap();
             page.push(t.elapsed());
             assert_eq!(holds.len(), 50);
         }

@@ -64,8 +64,8 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, u8> {
     })
 }
 
-/// `airlock run`.
-pub fn run(config: Config) -> u8 {
+/// `airlock run`, or with [`server::Role::Review`], `airlock review`.
+pub fn run(config: Config, role: server::Role) -> u8 {
     // Agent traffic runs on the proxy workers' own threads; this runtime
     // serves reviewers and the background tasks, which two threads carry.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -79,7 +79,7 @@ pub fn run(config: Config) -> u8 {
             return FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(server::run(config, role)) {
         Ok(()) => OK,
         Err(e) => {
             eprintln!("airlock: {e}");
@@ -329,20 +329,46 @@ pub fn explain(
     emit(&rules.explain(&view, body).to_string())
 }
 
+/// Where the configured store is, for messages: never the URL itself.
+fn store_place(config: &Config) -> String {
+    match &config.store.url {
+        Some(_) => "the PostgreSQL store ([store] url)".to_owned(),
+        None => format!("the store at {}", config.store.path.display()),
+    }
+}
+
+/// A one-off runtime for a command that reads the store.
+fn command_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Opens the configured store for a command (sled: only while no airlock
+/// runs on it).
+async fn open_store(config: &Config) -> Result<crate::holds::Store, String> {
+    crate::holds::Store::from_config(&config.store, crate::holds::store::system_clock())
+        .await
+        .map_err(|e| {
+            let hint = if config.store.url.is_none() {
+                " (is airlock running on it?)"
+            } else {
+                ""
+            };
+            format!("cannot open {}: {e}{hint}", store_place(config))
+        })
+}
+
 /// `airlock audit verify`: walks the audit chain; names the first bad record.
 pub fn audit_verify(config: &Config) -> u8 {
-    let store =
-        match crate::holds::Store::open(&config.store.path, crate::holds::store::system_clock()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "airlock: cannot open the store at {}: {e} (is airlock running on it?)",
-                    config.store.path.display()
-                );
-                return FAILURE;
-            }
-        };
-    match store.verify_audit() {
+    let verified = command_runtime().and_then(|rt| {
+        rt.block_on(async {
+            let store = open_store(config).await?;
+            store.verify_audit().await.map_err(|e| e.to_string())
+        })
+    });
+    match verified {
         Ok(n) => emit(&format!("{n} audit records; the hash chain is intact\n")),
         Err(e) => {
             eprintln!("airlock: {e}");
@@ -398,7 +424,7 @@ fn report_from_store(config: &Config, period: &str) -> Result<crate::report::Rep
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("the rules could not be loaded:\n{}", lines.join("\n"))
     })?;
-    if !config.store.path.exists() {
+    if config.store.url.is_none() && !config.store.path.exists() {
         // Nothing has been held yet: an empty review, and no store made
         // just to read it.
         let now = jiff::Timestamp::now();
@@ -408,16 +434,22 @@ fn report_from_store(config: &Config, period: &str) -> Result<crate::report::Rep
             now,
         ));
     }
-    let store = crate::holds::Store::open(&config.store.path, crate::holds::store::system_clock())
-        .map_err(|e| {
-            format!(
-                "cannot open the store at {}: {e} (while airlock runs on it, use --from {} with AIRLOCK_TOKEN set)",
-                config.store.path.display(),
-                config.review.public_url
-            )
+    command_runtime()?.block_on(async {
+        let store = open_store(config).await.map_err(|e| {
+            if config.store.url.is_none() {
+                format!(
+                    "{e}; while airlock runs on it, use --from {} with AIRLOCK_TOKEN set",
+                    config.review.public_url
+                )
+            } else {
+                e
+            }
         })?;
-    let since = crate::report::since(store.now(), period)?;
-    crate::report::Report::build(&store, &rules, since).map_err(|e| e.to_string())
+        let since = crate::report::since(store.now(), period)?;
+        crate::report::Report::build(&store, &rules, since)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 fn report_from(config: &Config, url: &str, since: &str) -> Result<crate::report::Report, String> {
@@ -426,11 +458,7 @@ fn report_from(config: &Config, url: &str, since: &str) -> Result<crate::report:
     let uri: Uri = format!("{}/api/stats?since={since}", url.trim_end_matches('/'))
         .parse()
         .map_err(|e| format!("--from {url}: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
+    command_runtime()?.block_on(async {
         use http_body_util::BodyExt;
         let upstream = crate::upstream::Upstream::new(&config.proxy).map_err(|e| e.to_string())?;
         let req = http::Request::get(uri)

@@ -76,7 +76,34 @@ pub struct ReviewConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// The sled directory, when there is no `url`.
     pub path: PathBuf,
+    /// A PostgreSQL URL: the fleet's shared store instead of `path`. From
+    /// `url`, or the file `url_file` names; never printed.
+    pub url: Option<Secret>,
+    /// Extra PEM roots trusted for the database's TLS.
+    pub ca: Vec<PathBuf>,
+}
+
+/// A setting that may carry a password: shown as `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +339,9 @@ struct RawReview {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: S<String>,
+    url: S<String>,
+    url_file: S<String>,
+    ca: S<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -668,6 +698,25 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             },
         ),
     };
+    let url = b.scalar("store", "url", raw.store.url, None, |s: String| {
+        store_url(s.trim()).map(Some)
+    });
+    let url_file = b.scalar(
+        "store",
+        "url_file",
+        raw.store.url_file,
+        None,
+        |path: String| {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            store_url(text.trim())
+                .map(Some)
+                .map_err(|e| format!("{path}: {e}"))
+        },
+    );
+    if url.is_some() && url_file.is_some() {
+        b.whole_file_error("[store] url", "set url or url_file, not both");
+    }
     let store = StoreConfig {
         path: b.scalar(
             "store",
@@ -676,6 +725,10 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             PathBuf::from("./airlock-data"),
             non_empty_path,
         ),
+        url: url.or(url_file),
+        ca: b.list("store", "ca", raw.store.ca, Vec::new(), |s| {
+            Ok(PathBuf::from(s))
+        }),
     };
     let tls = TlsConfig {
         ca_dir: b.scalar(
@@ -1105,6 +1158,17 @@ fn check_unknown_env(b: &mut Builder<'_>) {
 fn parse_addr(s: String) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not an address:port such as \"127.0.0.1:3128\""))
+}
+
+/// A PostgreSQL URL; the message never repeats it, since it may carry a
+/// password.
+fn store_url(s: &str) -> Result<Secret, String> {
+    if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+        return Err("must be a PostgreSQL URL, postgres://user:password@host:port/database".into());
+    }
+    s.parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+    Ok(Secret::new(s))
 }
 
 fn non_empty_path(s: String) -> Result<PathBuf, String> {

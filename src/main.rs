@@ -37,6 +37,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The review server alone (page, API, notifications, expiry and
+    /// escalation), for a fleet sharing one PostgreSQL store.
+    Review {
+        /// Configuration file (default: $AIRLOCK_CONFIG, else embedded defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// The local certificate authority.
     Ca {
         #[command(subcommand)]
@@ -147,7 +154,11 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let code = match cli.command {
         Command::Run { config } => match commands::load_config(config.as_deref()) {
-            Ok(config) => commands::run(config),
+            Ok(config) => commands::run(config, airlock::server::Role::Proxy),
+            Err(code) => code,
+        },
+        Command::Review { config } => match commands::load_config(config.as_deref()) {
+            Ok(config) => commands::run(config, airlock::server::Role::Review),
             Err(code) => code,
         },
         Command::Ca {

@@ -94,7 +94,7 @@ impl Metrics {
     }
 
     /// Records what a hold event says about outcomes and decision times.
-    pub fn observe(&self, event: &HoldEvent, store: &Store) {
+    pub async fn observe(&self, event: &HoldEvent, store: &Store) {
         if event.state.is_final()
             && let Ok(mut o) = self.outcomes.lock()
         {
@@ -106,7 +106,7 @@ impl Metrics {
             "expired" => "expired",
             _ => return,
         };
-        let Ok(Some(hold)) = store.get(&event.id) else {
+        let Ok(Some(hold)) = store.get(&event.id).await else {
             return;
         };
         let Some(at) = hold.decided_at else { return };

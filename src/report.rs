@@ -51,12 +51,12 @@ pub struct Report {
 impl Report {
     /// Figures for holds made since `since`, and what they suggest about
     /// the rules now in force.
-    pub fn build(
+    pub async fn build(
         store: &Store,
         rules: &RuleSet,
         since: jiff::Timestamp,
     ) -> Result<Report, StoreError> {
-        let figures = stats::figures(store, since)?;
+        let figures = stats::figures(store, since).await?;
         Ok(Report::of(figures, rules, store.now()))
     }
 

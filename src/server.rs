@@ -1,7 +1,9 @@
 //! Start-up and the accept loop: load rules and the CA, bind the proxy
 //! listener, accept agent connections (under a connection limit) on each of
 //! the proxy workers, threads with their own runtime that serve a connection
-//! start to end, and stop on a signal.
+//! start to end, and stop on a signal. `airlock review` starts the same
+//! server without the proxy: the page, the API, notifications, expiry and
+//! escalation of a fleet's shared store.
 //!
 //! Nothing here interprets requests; a failure to start is returned with the
 //! exit code it deserves (2 for bad configuration, 1 for the environment).
@@ -86,12 +88,14 @@ pub fn load_rules(config: &Config) -> Result<RuleSet, Vec<RuleError>> {
 /// A started airlock: its bound addresses and the means to stop it.
 #[derive(Debug)]
 pub struct Running {
-    /// Where agents connect (the real port when `listen` asked for 0).
-    pub proxy_addr: SocketAddr,
+    /// Where agents connect (the real port when `listen` asked for 0);
+    /// `None` for a review server.
+    pub proxy_addr: Option<SocketAddr>,
     /// Where reviewers and the page connect.
     pub review_addr: SocketAddr,
-    /// The CA whose leaves intercepted agents see.
-    pub ca: Arc<Ca>,
+    /// The CA whose leaves intercepted agents see; `None` for a review
+    /// server, which never needs its key.
+    pub ca: Option<Arc<Ca>>,
     pub store: Store,
     pub releaser: Arc<Releaser>,
     /// Reloads the rules (SIGHUP and the API use it too).
@@ -152,8 +156,23 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     start_with_clock(config, system_clock()).await
 }
 
+/// What a started airlock serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `airlock run`: the proxy and the review server.
+    Proxy,
+    /// `airlock review`: the review server alone, for a fleet's shared
+    /// store.
+    Review,
+}
+
 /// [`start`] with the store reading time from `clock` (tests move it).
 pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, StartError> {
+    start_as(config, clock, Role::Proxy).await
+}
+
+/// Starts in `role`, the store reading time from `clock`.
+pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Running, StartError> {
     let rules: crate::reload::SharedRules = Arc::new(arc_swap::ArcSwap::from_pointee(
         load_rules(config).map_err(StartError::Rules)?,
     ));
@@ -165,15 +184,24 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
     if config.reviewers.is_empty() && !config.review.listen.ip().is_loopback() {
         return Err(StartError::ReviewExposed(config.review.listen));
     }
+    let store = Store::from_config(&config.store, clock).await?;
+    match &config.store.url {
+        Some(_) => {
+            tracing::info!(instance = %store.instance(), "using the shared PostgreSQL store")
+        }
+        None => tracing::info!(path = %config.store.path.display(), "using the embedded store"),
+    }
+    if role == Role::Review {
+        return start_review(config, store, reloader).await;
+    }
     let (ca, created) = Ca::load_or_create(&config.tls.ca_dir)?;
     if created {
         tracing::info!(dir = %config.tls.ca_dir.display(), "created a new airlock CA; agents must trust {}", config.tls.ca_dir.join(crate::tls::ca::CERT_FILE).display());
     }
     let ca = Arc::new(ca);
-    let store = Store::open(&config.store.path, clock)?;
     // Fix where notifications start before anything new is recorded: a
     // store that predates them does not replay its history to the sinks.
-    store.notify_cursor()?;
+    store.notify_cursor().await?;
     let upstream = Upstream::new(&config.proxy)?;
     let releaser = Arc::new(Releaser::new(
         store.clone(),
@@ -252,21 +280,15 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         url.clone(),
         metrics.clone(),
     );
-    let mut review_stop = stop.clone();
     let mut tasks = vec![
-        tokio::spawn(crate::holds::expiry::run(store.clone(), stop.clone())),
+        tokio::spawn(crate::holds::expiry::run(
+            store.clone(),
+            releaser.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(reloader.clone().watch(stop.clone())),
         tokio::spawn(observe(store.clone(), metrics, stop.clone())),
-        tokio::spawn(async move {
-            let served = axum::serve(review_listener, review)
-                .with_graceful_shutdown(async move {
-                    let _ = review_stop.changed().await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "review server failed");
-            }
-        }),
+        tokio::spawn(serve_review(review_listener, review, stop.clone())),
     ];
     tasks.extend(notifier.spawn(&stop));
     let mut workers = Vec::with_capacity(proxies.len());
@@ -294,9 +316,9 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         workers.push(worker);
     }
     Ok(Running {
-        proxy_addr,
+        proxy_addr: Some(proxy_addr),
         review_addr,
-        ca,
+        ca: Some(ca),
         store,
         releaser,
         reloader,
@@ -308,6 +330,98 @@ pub async fn start_with_clock(config: &Config, clock: Clock) -> Result<Running, 
         finish,
         workers,
     })
+}
+
+/// `airlock review`: the review server, notifications, expiry, escalation
+/// and claim recovery on the shared store, with no proxy. Approved holds
+/// decided here are sent from here. The CA's key is never read: only its
+/// certificate, for `/ca.pem`, when it is there.
+async fn start_review(
+    config: &Config,
+    store: Store,
+    reloader: crate::reload::Reloader,
+) -> Result<Running, StartError> {
+    if config.store.url.is_none() {
+        tracing::warn!(
+            "airlock review runs on the embedded store: only useful while no airlock run uses the same directory; a fleet sets [store] url"
+        );
+    }
+    let ca_pem = std::fs::read_to_string(config.tls.ca_dir.join(crate::tls::ca::CERT_FILE))
+        .unwrap_or_default();
+    store.notify_cursor().await?;
+    let upstream = Upstream::new(&config.proxy)?;
+    let releaser = Arc::new(Releaser::new(
+        store.clone(),
+        upstream.clone(),
+        config.proxy.max_body,
+        RELEASE_TIMEOUT,
+    ));
+    let (shutdown, stop) = watch::channel(false);
+    let (finish, _) = watch::channel(false);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let (review_listener, review_addr) = bind(config.review.listen).await?;
+    let url = public_url(config, review_addr);
+    let reviewers = reviewers(config, &store, &url).await?;
+    for id in store.recover().await? {
+        releaser.spawn(id);
+    }
+    tracing::info!(listen = %review_addr, reviewers = reviewers.len(), "review server listening (no proxy)");
+    let review = crate::review::api::router(Arc::new(ReviewState {
+        store: store.clone(),
+        releaser: releaser.clone(),
+        reloader: reloader.clone(),
+        reviewers,
+        unmatched_reviewers: config.defaults.unmatched_reviewers.clone(),
+        ca_pem,
+        shutdown: stop.clone(),
+        secure_cookies: url.starts_with("https://"),
+        metrics: metrics.clone(),
+        leaf_stats: crate::review::LeafStats(Arc::new(|| (0, 0))),
+    }));
+    let notifier =
+        crate::notify::Notifier::new(config, store.clone(), upstream, url, metrics.clone());
+    let mut tasks = vec![
+        tokio::spawn(crate::holds::expiry::run(
+            store.clone(),
+            releaser.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(reloader.clone().watch(stop.clone())),
+        tokio::spawn(observe(store.clone(), metrics, stop.clone())),
+        tokio::spawn(serve_review(review_listener, review, stop.clone())),
+    ];
+    tasks.extend(notifier.spawn(&stop));
+    Ok(Running {
+        proxy_addr: None,
+        review_addr,
+        ca: None,
+        store,
+        releaser,
+        reloader,
+        connections: Arc::new(Semaphore::new(1)),
+        max_connections: 1,
+        grace: config.proxy.shutdown_grace,
+        shutdown,
+        tasks,
+        finish,
+        workers: Vec::new(),
+    })
+}
+
+/// Serves the review API until shutdown begins.
+async fn serve_review(
+    listener: TcpListener,
+    review: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let served = axum::serve(listener, review)
+        .with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "review server failed");
+    }
 }
 
 /// `[review] public_url`, or, when it was left to default, the address the
@@ -330,7 +444,7 @@ async fn observe(
     loop {
         tokio::select! {
             e = events.recv() => match e {
-                Ok(e) => metrics.observe(&e, &store),
+                Ok(e) => metrics.observe(&e, &store).await,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
             },
@@ -359,7 +473,7 @@ async fn reviewers(
     if !config.reviewers.is_empty() {
         return Ok(config.reviewers.clone());
     }
-    let hash = match store.admin_token_hash()? {
+    let hash = match store.admin_token_hash().await? {
         Some(hash) => {
             tracing::info!(
                 "no [[reviewer]] configured: using the admin token created on first start (its login URL was logged then)"
@@ -369,11 +483,17 @@ async fn reviewers(
         None => {
             let token = crate::holds::random_token();
             let hash = crate::review::auth::token_hash(&token);
-            store.set_admin_token_hash(&hash).await?;
-            tracing::warn!(
-                "no [[reviewer]] configured: created an admin token. Log in once at {public_url}/?token={token} (API: Authorization: Bearer {token}). It is stored only as a hash and not shown again."
-            );
-            hash
+            let stored = store.set_admin_token_hash(&hash).await?;
+            if stored == hash {
+                tracing::warn!(
+                    "no [[reviewer]] configured: created an admin token. Log in once at {public_url}/?token={token} (API: Authorization: Bearer {token}). It is stored only as a hash and not shown again."
+                );
+            } else {
+                tracing::info!(
+                    "no [[reviewer]] configured: another airlock on this store created the admin token at the same moment; use the login URL it logged"
+                );
+            }
+            stored
         }
     };
     Ok(vec![Reviewer {
@@ -385,8 +505,8 @@ async fn reviewers(
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), StartError> {
-    let running = start(&config).await?;
+pub async fn run(config: Config, role: Role) -> Result<(), StartError> {
+    let running = start_as(&config, system_clock(), role).await?;
     #[cfg(unix)]
     {
         let reloader = running.reloader.clone();

@@ -149,10 +149,10 @@ async fn kill_9_loses_nothing_and_sends_nothing_twice() {
         let store =
             airlock::holds::Store::open(&config.store.path, airlock::holds::store::system_clock())
                 .unwrap();
-        let mut record = store.audit_after(1, 1).unwrap().remove(0);
+        let mut record = store.audit_after(1, 1).await.unwrap().remove(0);
         assert_eq!(record.seq, 2);
         record.detail = serde_json::json!({"note": "rewritten"});
-        store.overwrite_audit_record(&record).unwrap();
+        store.overwrite_audit_record(&record).await.unwrap();
         store.flush().await.unwrap();
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))

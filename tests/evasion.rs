@@ -239,7 +239,7 @@ async fn an_intercepted_connection_carries_only_its_own_host() {
         .unwrap()
         .trim()
         .to_owned();
-    let hold = a.store().get(&id).unwrap().unwrap();
+    let hold = a.store().get(&id).await.unwrap().unwrap();
     assert_eq!(hold.url, format!("https://intercept.test:{port}/envelopes"));
     let host: Vec<&str> = hold
         .headers
@@ -448,7 +448,7 @@ async fn a_json_condition_holds_for_every_reading_of_the_body() {
     assert_eq!(seen[0].body.as_ref(), &draft[..]);
     assert_eq!(seen[0].headers["content-encoding"], "gzip");
     assert_eq!(
-        a.store().pending_count(),
+        a.store().pending_count().await.unwrap(),
         8,
         "each ambiguous body is held, nothing else"
     );

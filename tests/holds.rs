@@ -105,7 +105,7 @@ async fn held_email_is_sent_once_after_approval() {
     assert!(seen[0].headers.get("airlock-trigger").is_none());
 
     // Credentials are gone from the store now the hold is final.
-    let stored = a.store().get(&id).unwrap().unwrap();
+    let stored = a.store().get(&id).await.unwrap().unwrap();
     assert!(
         stored
             .headers
@@ -116,7 +116,7 @@ async fn held_email_is_sent_once_after_approval() {
     let (status, _) = api.decide(&id, "approve", ROOT.1, None).await;
     assert_eq!(status, 409);
     assert_eq!(up.count(), 1);
-    assert!(a.store().verify_audit().unwrap() >= 3);
+    assert!(a.store().verify_audit().await.unwrap() >= 3);
     a.stop().await;
 }
 
@@ -352,12 +352,12 @@ async fn a_tampered_audit_record_is_found() {
     let res = send_mail(&a, up.port(), MAIL).await;
     let id = common::hold_id(&res);
     api.decide(&id, "dismiss", ALICE.1, None).await;
-    assert_eq!(a.store().verify_audit().unwrap(), 2);
-    let mut record = a.store().audit_after(0, 1).unwrap().remove(0);
+    assert_eq!(a.store().verify_audit().await.unwrap(), 2);
+    let mut record = a.store().audit_after(0, 1).await.unwrap().remove(0);
     assert_eq!(record.seq, 1);
     record.actor = "mallory".into();
-    a.store().overwrite_audit_record(&record).unwrap();
-    let err = a.store().verify_audit().unwrap_err();
+    a.store().overwrite_audit_record(&record).await.unwrap();
+    let err = a.store().verify_audit().await.unwrap_err();
     assert_eq!(err.seq, 1);
     a.stop().await;
 }
@@ -461,10 +461,13 @@ async fn without_reviewers_an_admin_token_is_made_once_and_the_server_stays_on_l
     // On loopback: one admin token, its hash kept in the store.
     let config = common::write_config(dir.path(), &pki, RULES, "", "");
     let first = airlock::server::start(&config).await.unwrap();
-    let hash = first.store.admin_token_hash().unwrap().unwrap();
+    let hash = first.store.admin_token_hash().await.unwrap().unwrap();
     first.shutdown().await;
     let second = airlock::server::start(&config).await.unwrap();
-    assert_eq!(second.store.admin_token_hash().unwrap().unwrap(), hash);
+    assert_eq!(
+        second.store.admin_token_hash().await.unwrap().unwrap(),
+        hash
+    );
     second.shutdown().await;
 }
 

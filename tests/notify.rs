@@ -384,7 +384,7 @@ async fn a_hung_receiver_never_holds_up_an_agent_or_another_receiver() {
         limit: 100,
         ..Default::default()
     };
-    assert_eq!(a.store().list(&all).unwrap().0.len(), 11);
+    assert_eq!(a.store().list(&all).await.unwrap().0.len(), 11);
     // The other receiver hears of every hold meanwhile.
     good.wait_until(WAIT, "11 held", |d| Webhook::events(d, "held").len() == 11)
         .await;

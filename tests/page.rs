@@ -282,7 +282,13 @@ async fn a_reviewer_decides_holds_from_the_page() {
         .unwrap();
     assert_eq!(refused, json!(403));
     assert_eq!(
-        a.store().get(&fourth).unwrap().unwrap().state.as_str(),
+        a.store()
+            .get(&fourth)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str(),
         "pending"
     );
 

@@ -551,7 +551,7 @@ async fn a_user_part_in_a_plain_http_url_reaches_neither_upstream_nor_a_hold() {
         .lines()
         .find_map(|l| l.strip_prefix("airlock-hold: "))
         .unwrap_or_else(|| panic!("not held: {head}"));
-    let hold = a.store().get(id).unwrap().unwrap();
+    let hold = a.store().get(id).await.unwrap().unwrap();
     assert_eq!(hold.url, format!("http://plain.test:{p}/send"));
     assert_eq!(up.count(), 1, "only the automatic request was sent");
     let seen = &up.requests()[0];

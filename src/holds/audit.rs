@@ -2,19 +2,17 @@
 //! and chained by SHA-256 over the previous record, so that any edit, gap or
 //! reordering is found by [`verify`] (through the store).
 //!
-//! Records are written only inside the store's transactions, together with
-//! the state change they describe; this module never writes on its own and
-//! never records credentials.
+//! Records are written only inside a store backend's transactions, together
+//! with the state change they describe; this module makes and checks them,
+//! never writes on its own and never records credentials.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sled::transaction::TransactionalTree;
 
 use super::hex;
 
 /// The hash that stands before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const HEAD_KEY: &[u8] = b"audit_head";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -62,12 +60,6 @@ impl Record {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Head {
-    seq: u64,
-    hash: String,
-}
-
 /// The fields of a record its writer chooses.
 pub(super) struct Entry<'a> {
     pub(super) event: &'a str,
@@ -77,19 +69,13 @@ pub(super) struct Entry<'a> {
     pub(super) detail: serde_json::Value,
 }
 
-/// Appends a record inside a transaction; the caller commits it with the
-/// state change it describes.
-pub(super) fn append(
-    audit: &TransactionalTree,
-    meta: &TransactionalTree,
-    at: jiff::Timestamp,
-    entry: Entry<'_>,
-) -> sled::transaction::ConflictableTransactionResult<Record, String> {
-    let head: Option<Head> = meta
-        .get(HEAD_KEY)?
-        .and_then(|v| serde_json::from_slice(&v).ok());
+/// The record that follows the chain's head (`None` before the first
+/// record): numbered next and hashed over the head's hash. Each backend
+/// calls it inside the transaction that holds the head, and stores the
+/// record and the new head with the state change it describes.
+pub(super) fn next(head: Option<(u64, &str)>, at: jiff::Timestamp, entry: Entry<'_>) -> Record {
     let (seq, prev) = match head {
-        Some(h) => (h.seq + 1, h.hash),
+        Some((seq, hash)) => (seq + 1, hash.to_owned()),
         None => (1, GENESIS.to_owned()),
     };
     let mut record = Record {
@@ -104,16 +90,7 @@ pub(super) fn append(
         hash: String::new(),
     };
     record.hash = record.compute_hash();
-    let bytes = serde_json::to_vec(&record)
-        .map_err(|e| sled::transaction::ConflictableTransactionError::Abort(e.to_string()))?;
-    audit.insert(&seq.to_be_bytes(), bytes)?;
-    let head = serde_json::to_vec(&Head {
-        seq,
-        hash: record.hash.clone(),
-    })
-    .map_err(|e| sled::transaction::ConflictableTransactionError::Abort(e.to_string()))?;
-    meta.insert(HEAD_KEY, head)?;
-    Ok(record)
+    record
 }
 
 /// Why the chain does not hold.
@@ -124,40 +101,61 @@ pub struct VerifyError {
     pub reason: String,
 }
 
-/// Walks the whole chain; returns how many records it checked.
-pub(super) fn verify(audit: &sled::Tree) -> Result<u64, VerifyError> {
-    let mut expected_seq = 1;
-    let mut prev = GENESIS.to_owned();
-    for item in audit.iter() {
-        let (key, value) = item.map_err(|e| VerifyError {
-            seq: expected_seq,
-            reason: format!("unreadable: {e}"),
-        })?;
-        let key_seq = <[u8; 8]>::try_from(&key[..])
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        let record: Record = serde_json::from_slice(&value).map_err(|e| VerifyError {
-            seq: key_seq,
-            reason: format!("not a record: {e}"),
-        })?;
+/// Checks a chain record by record, in sequence order, wherever the
+/// records come from.
+#[derive(Debug)]
+pub(super) struct Verifier {
+    expected_seq: u64,
+    prev: String,
+}
+
+impl Default for Verifier {
+    fn default() -> Verifier {
+        Verifier {
+            expected_seq: 1,
+            prev: GENESIS.to_owned(),
+        }
+    }
+}
+
+impl Verifier {
+    /// The next record, stored under `key_seq`.
+    pub(super) fn check(&mut self, key_seq: u64, record: Record) -> Result<(), VerifyError> {
         let fail = |reason: String| VerifyError {
             seq: key_seq,
             reason,
         };
-        if key_seq != expected_seq || record.seq != key_seq {
+        if key_seq != self.expected_seq || record.seq != key_seq {
             return Err(fail(format!(
-                "expected sequence number {expected_seq}, found {} (key {key_seq})",
-                record.seq
+                "expected sequence number {}, found {} (key {key_seq})",
+                self.expected_seq, record.seq
             )));
         }
-        if record.prev != prev {
+        if record.prev != self.prev {
             return Err(fail("does not follow the record before it".into()));
         }
         if record.compute_hash() != record.hash {
             return Err(fail("its content does not match its hash".into()));
         }
-        prev = record.hash;
-        expected_seq += 1;
+        self.prev = record.hash;
+        self.expected_seq += 1;
+        Ok(())
     }
-    Ok(expected_seq - 1)
+
+    /// A record that could not be read where `seq` was expected.
+    pub(super) fn unreadable(
+        &self,
+        seq: Option<u64>,
+        reason: impl std::fmt::Display,
+    ) -> VerifyError {
+        VerifyError {
+            seq: seq.unwrap_or(self.expected_seq),
+            reason: format!("unreadable: {reason}"),
+        }
+    }
+
+    /// How many records were checked.
+    pub(super) fn checked(&self) -> u64 {
+        self.expected_seq - 1
+    }
 }

@@ -2,20 +2,24 @@
 //! ends those whose window has passed, as `expired`, unsent. It wakes for the
 //! soonest of either (at most a second apart) and reads only the two time
 //! indexes up to now, so its cost follows what is due, not the size of the
-//! queue.
+//! queue. On a shared store it also makes the claims of instances that
+//! stopped `interrupted`, and sends approved holds their decider left
+//! unclaimed (each claimed once, by whoever claims first).
 //!
 //! There is no option to send on timeout, and this module must never grow one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::Store;
+use super::release::Releaser;
 
 /// The longest the sweeper sleeps, so a clock change is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
-pub async fn run(store: Store, mut stop: watch::Receiver<bool>) {
+pub async fn run(store: Store, releaser: Arc<Releaser>, mut stop: watch::Receiver<bool>) {
     loop {
         if let Err(e) = store.escalate_due().await {
             tracing::error!(error = %e, "escalation sweep failed");
@@ -23,7 +27,15 @@ pub async fn run(store: Store, mut stop: watch::Receiver<bool>) {
         if let Err(e) = store.expire_due().await {
             tracing::error!(error = %e, "expiry sweep failed");
         }
-        let next = match (store.next_expiry(), store.next_escalation()) {
+        match store.recover_claims(false).await {
+            Ok(to_send) => {
+                for id in to_send {
+                    releaser.spawn(id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "claim sweep failed"),
+        }
+        let next = match (store.next_expiry().await, store.next_escalation().await) {
             (Ok(a), Ok(b)) => Ok(a.into_iter().chain(b).min()),
             (Err(e), _) | (_, Err(e)) => Err(e),
         };

@@ -1,10 +1,12 @@
 //! Holds: reviewed requests kept, unsent, until a person decides or their
-//! window ends. [`store`] owns the sled trees and every state transition
-//! (each one atomic with its audit record); [`audit`] the hash-chained log;
+//! window ends. [`store`] is the store's contract and its one handle, over
+//! two backends: `sled` (embedded, the default) and [`postgres`] (a
+//! fleet's shared queue); every state transition is atomic with its audit
+//! record. [`audit`] makes and checks the hash-chained log;
 //! [`new`] makes a hold from a held request's data;
 //! [`release`] the one path that sends an approved hold, at most once;
-//! [`expiry`] the sweeper that ends overdue holds; [`stats`] the queue's figures;
-//! [`postgres`] the schema of the fleet's shared store.
+//! [`expiry`] the sweeper that ends overdue holds and resolves claims an
+//! instance that stopped left behind; [`stats`] the queue's figures.
 //!
 //! Nothing here knows HTTP servers: the proxy creates holds and reads their
 //! outcome, the review API decides them, and they meet only in the store.
@@ -14,6 +16,7 @@ pub mod expiry;
 pub mod new;
 pub mod postgres;
 pub mod release;
+mod sled;
 pub mod stats;
 pub mod store;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Hold, State, Store, StoreError};
+use super::{State, Store, StoreError};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RuleFigures {
@@ -61,14 +61,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 /// Figures for holds created at or after `since`.
-pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreError> {
+pub async fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreError> {
     let mut by_rule: BTreeMap<String, (RuleFigures, Vec<f64>)> = BTreeMap::new();
     let mut unmatched: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    store.scan_newest_first(|hold: &Hold| {
-        if hold.created_at < since {
-            // Ids are time-ordered: everything further is older.
-            return false;
-        }
+    for hold in store.since(since).await? {
         let (f, times) = by_rule.entry(hold.rule.clone()).or_insert_with(|| {
             (
                 RuleFigures {
@@ -110,8 +106,7 @@ pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreEr
             let secs = at.duration_since(hold.created_at).as_secs_f64();
             times.push(secs.max(0.0));
         }
-        true
-    })?;
+    }
     let rules = by_rule
         .into_values()
         .map(|(mut f, mut times)| {
@@ -123,7 +118,7 @@ pub fn figures(store: &Store, since: jiff::Timestamp) -> Result<Figures, StoreEr
             f
         })
         .collect();
-    let (queue_depth, oldest_pending) = store.pending_overview()?;
+    let (queue_depth, oldest_pending) = store.pending_overview().await?;
     let mut unmatched: Vec<UnmatchedTraffic> = unmatched
         .into_iter()
         .map(|((method, host, path), holds)| UnmatchedTraffic {

@@ -203,7 +203,7 @@ impl Notifier {
     async fn fan_out_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut events = self.store.subscribe();
         loop {
-            if let Err(e) = self.fan_out() {
+            if let Err(e) = self.fan_out().await {
                 tracing::error!(error = %e, "queueing notifications failed; retrying");
             }
             tokio::select! {
@@ -216,17 +216,17 @@ impl Notifier {
     }
 
     /// Turns the audit records after the cursor into queued deliveries.
-    fn fan_out(&self) -> Result<(), StoreError> {
+    async fn fan_out(&self) -> Result<(), StoreError> {
         loop {
-            let cursor = self.store.notify_cursor()?;
-            let records = self.store.audit_after(cursor, BATCH)?;
+            let cursor = self.store.notify_cursor().await?;
+            let records = self.store.audit_after(cursor, BATCH).await?;
             let Some(last) = records.last().map(|r| r.seq) else {
                 return Ok(());
             };
             let mut queued = Vec::new();
             for record in &records {
                 // One unreadable hold must not stop every later notification.
-                let deliveries = match self.deliveries_for(record) {
+                let deliveries = match self.deliveries_for(record).await {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::error!(seq = record.seq, hold = %record.hold, error = %e, "cannot notify about this audit record; skipped");
@@ -237,15 +237,17 @@ impl Notifier {
                     queued.push(encode(&d)?);
                 }
             }
-            self.store.enqueue(&queued, last)?;
-            if !queued.is_empty() {
+            // Another instance on the same store may have queued these
+            // first: then nothing is queued here, and the loop reads on.
+            let queued_here = self.store.enqueue(&queued, cursor, last).await?;
+            if queued_here && !queued.is_empty() {
                 self.wake.notify_one();
             }
         }
     }
 
     /// Who hears of this record, and what each of them receives.
-    fn deliveries_for(&self, record: &Record) -> Result<Vec<Delivery>, StoreError> {
+    async fn deliveries_for(&self, record: &Record) -> Result<Vec<Delivery>, StoreError> {
         let Some(event) = message::event_of(&record.event) else {
             return Ok(Vec::new());
         };
@@ -261,7 +263,7 @@ impl Notifier {
                     .is_some_and(|e| e.iter().any(|e| e == event))
             })
             .collect();
-        let Some(hold) = self.store.get(&record.hold)? else {
+        let Some(hold) = self.store.get(&record.hold).await? else {
             return Ok(Vec::new());
         };
         for name in self.people_for(event, &hold) {
@@ -275,7 +277,7 @@ impl Notifier {
             return Ok(Vec::new());
         }
         let body = if event == message::EXPIRED {
-            self.store.body(&hold.id)?
+            self.store.body(&hold.id).await?
         } else {
             None
         };
@@ -353,7 +355,7 @@ impl Notifier {
             // Pick by the receiver's name alone (no parsing), skipping
             // receivers already at their limit, so a hung receiver's backlog
             // never hides another's deliveries.
-            let due = self.store.outbox_due(now, BATCH, SCAN, |key, sink| {
+            let mut take = |key: &OutboxKey, sink: &str| {
                 let id = key.id();
                 let busy = in_flight.get(sink).copied().unwrap_or(0)
                     + picked.get(sink).copied().unwrap_or(0);
@@ -363,11 +365,13 @@ impl Notifier {
                 }
                 *picked.entry(sink.to_owned()).or_default() += 1;
                 true
-            });
+            };
+            let due = self.store.outbox_due(now, BATCH, SCAN, &mut take).await;
             match due {
                 Ok(due) => {
                     for entry in due {
-                        self.start_attempt(now, entry, &mut attempts, &mut in_flight, &mut leased);
+                        self.start_attempt(now, entry, &mut attempts, &mut in_flight, &mut leased)
+                            .await;
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "reading the notification outbox failed"),
@@ -375,7 +379,7 @@ impl Notifier {
             let wait = if saturated {
                 Duration::from_secs(1)
             } else {
-                match self.store.outbox_next_due() {
+                match self.store.outbox_next_due().await {
                     Ok(Some(at)) => {
                         let ms = at.as_millisecond() - jiff::Timestamp::now().as_millisecond();
                         Duration::from_millis(u64::try_from(ms.max(10)).unwrap_or(10))
@@ -401,7 +405,7 @@ impl Notifier {
     }
 
     /// Leases one due delivery and starts its attempt.
-    fn start_attempt(
+    async fn start_attempt(
         self: &Arc<Self>,
         now: jiff::Timestamp,
         entry: OutboxEntry,
@@ -417,7 +421,7 @@ impl Notifier {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "unreadable notification in the outbox; dropped");
-                let _ = self.store.outbox_remove(&key);
+                let _ = self.store.outbox_remove(&key).await;
                 return;
             }
         };
@@ -428,7 +432,11 @@ impl Notifier {
             now,
             Duration::from_millis(d.timeout_ms.saturating_add(LEASE_MARGIN_MS)),
         );
-        let key = match encode(&d).and_then(|b| self.store.outbox_reschedule(&key, lease, &b)) {
+        let rescheduled = match encode(&d) {
+            Ok(b) => self.store.outbox_reschedule(&key, lease, &b).await,
+            Err(e) => Err(e),
+        };
+        let key = match rescheduled {
             Ok(Some(k)) => k,
             Ok(None) => return,
             Err(e) => {
@@ -454,7 +462,7 @@ impl Notifier {
             Ok(()) => {
                 self.metrics.notify_attempt(&d.sink, true, false);
                 tracing::debug!(sink = %d.sink, event = %d.event, hold = %d.hold, attempt = d.attempts, "notification delivered");
-                if let Err(e) = self.store.outbox_remove(&key) {
+                if let Err(e) = self.store.outbox_remove(&key).await {
                     tracing::error!(error = %e, "notification outbox failed");
                 }
             }
@@ -466,7 +474,7 @@ impl Notifier {
                     "notification dropped: {}",
                     if f.permanent { "the receiver refused it" } else { "no attempts left" }
                 );
-                if let Err(e) = self.store.outbox_remove(&key) {
+                if let Err(e) = self.store.outbox_remove(&key).await {
                     tracing::error!(error = %e, "notification outbox failed");
                 }
             }
@@ -479,7 +487,10 @@ impl Notifier {
                     "notification failed; will retry"
                 );
                 let due = after(jiff::Timestamp::now(), delay);
-                let result = encode(&d).and_then(|b| self.store.outbox_reschedule(&key, due, &b));
+                let result = match encode(&d) {
+                    Ok(b) => self.store.outbox_reschedule(&key, due, &b).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "notification outbox failed");
                 }

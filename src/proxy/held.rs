@@ -59,6 +59,10 @@ pub struct Holding {
 static IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 static PREFER: http::HeaderName = http::HeaderName::from_static("prefer");
 
+/// How often an agent waiting with `Prefer: wait` has its hold read again,
+/// besides hearing of it.
+const RECHECK: Duration = Duration::from_secs(2);
+
 pub async fn hold(
     holding: &Holding,
     mut parts: Parts,
@@ -172,32 +176,42 @@ pub async fn hold(
     let wait = wait.min(max_wait);
     let deadline = tokio::time::Instant::now() + wait;
     let mut stop = holding.stop.clone();
+    // Events are the fast way to hear; the store is read again now and
+    // then in case one was missed (a lagging receiver, or a shared store's
+    // event connection that was down for a moment).
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.tick().await;
     loop {
-        let event = tokio::select! {
-            e = tokio::time::timeout_at(deadline, events.recv()) => e,
+        let heard = tokio::select! {
+            e = tokio::time::timeout_at(deadline, events.recv()) => match e {
+                Err(_) => break,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => true,
+                Ok(Err(_)) => break,
+                Ok(Ok(e)) => e.id == hold.id && e.state.is_final(),
+            },
+            _ = recheck.tick() => true,
             _ = crate::proxy::stopped(&mut stop) => break,
         };
-        match event {
-            Err(_) => break,
-            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(_)) => break,
-            Ok(Ok(e)) if e.id != hold.id || !e.state.is_final() => continue,
-            Ok(Ok(_)) => {
-                let Some(now) = store
-                    .get(&hold.id)
-                    .map_err(|e| ProxyError::Hold(e.to_string()))?
-                else {
-                    break;
-                };
-                return Ok(with_preference(
-                    respond::outcome(holding.answers(), &now, false),
-                    wait,
-                ));
-            }
+        if !heard {
+            continue;
+        }
+        let Some(now) = store
+            .get(&hold.id)
+            .await
+            .map_err(|e| ProxyError::Hold(e.to_string()))?
+        else {
+            break;
+        };
+        if now.state.is_final() {
+            return Ok(with_preference(
+                respond::outcome(holding.answers(), &now, false),
+                wait,
+            ));
         }
     }
     let current = store
         .get(&hold.id)
+        .await
         .map_err(|e| ProxyError::Hold(e.to_string()))?
         .unwrap_or(hold);
     Ok(with_preference(

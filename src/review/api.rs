@@ -97,7 +97,7 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/logout", post(super::page::logout))
         .route("/api/session", get(super::page::whoami))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .route("/ca.pem", get(ca_pem))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -235,12 +235,16 @@ async fn list(
         limit: q.limit.unwrap_or(50),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
-    let (holds, next) = state.store.list(&filter)?;
+    let (holds, next) = state.store.list(&filter).await?;
+    let mut bodies = Vec::with_capacity(holds.len());
+    for h in &holds {
+        // Cards show the draft without a second request: a preview.
+        bodies.push(state.store.body(&h.id).await.ok().flatten());
+    }
     let holds: Vec<Value> = holds
         .iter()
-        .map(|h| {
-            // Cards show the draft without a second request: a preview.
-            let body = state.store.body(&h.id).ok().flatten();
+        .zip(bodies)
+        .map(|(h, body)| {
             let mut v = view(h, body.as_deref(), Some(LIST_BODY_PREVIEW));
             v["allow_edit"] = state
                 .reloader
@@ -260,8 +264,8 @@ async fn one(
     State(state): State<Arc<ReviewState>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let hold = state.store.get(&id)?.ok_or(StoreError::NotFound)?;
-    let body = state.store.body(&id)?;
+    let hold = state.store.get(&id).await?.ok_or(StoreError::NotFound)?;
+    let body = state.store.body(&id).await?;
     let mut v = view(&hold, body.as_deref(), None);
     v["allow_edit"] = state
         .reloader
@@ -295,8 +299,8 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> Result<T
 }
 
 /// The hold a caller wants to decide, once they may.
-fn decidable(state: &ReviewState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
-    let hold = state.store.get(id)?.ok_or(StoreError::NotFound)?;
+async fn decidable(state: &ReviewState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
+    let hold = state.store.get(id).await?.ok_or(StoreError::NotFound)?;
     if !may_decide(state, caller, &hold) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -313,7 +317,7 @@ async fn approve(
     bytes: Bytes,
 ) -> ApiResult {
     let req: ApproveBody = parse_body(&bytes)?;
-    let hold = decidable(&state, &caller, &id)?;
+    let hold = decidable(&state, &caller, &id).await?;
     let edited = match req.body {
         None => None,
         Some(body) => {
@@ -344,7 +348,7 @@ async fn dismiss(
     bytes: Bytes,
 ) -> ApiResult {
     let req: DismissBody = parse_body(&bytes)?;
-    decidable(&state, &caller, &id)?;
+    decidable(&state, &caller, &id).await?;
     let hold = state.store.dismiss(&id, &caller.name, req.reason).await?;
     Ok(axum::Json(view(&hold, None, None)).into_response())
 }
@@ -364,13 +368,18 @@ async fn audit(
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let records = state
         .store
-        .audit_after(q.after.unwrap_or(0), q.limit.unwrap_or(100))?;
+        .audit_after(q.after.unwrap_or(0), q.limit.unwrap_or(100))
+        .await?;
     Ok(axum::Json(json!({ "records": records })).into_response())
 }
 
 /// The agent's view of its own hold: no token, the secret is the URL.
 async fn status(State(state): State<Arc<ReviewState>>, Path(token): Path<String>) -> ApiResult {
-    let hold = state.store.by_token(&token)?.ok_or(StoreError::NotFound)?;
+    let hold = state
+        .store
+        .by_token(&token)
+        .await?
+        .ok_or(StoreError::NotFound)?;
     let mut v = json!({
         "id": hold.id,
         "state": hold.state,
@@ -422,12 +431,7 @@ async fn stats(
     let since = crate::report::since(state.store.now(), period)
         .map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
     let rules = state.reloader.rules().load_full();
-    let store = state.store.clone();
-    // A long period reads many holds: keep that off the proxy's workers.
-    let report =
-        tokio::task::spawn_blocking(move || crate::report::Report::build(&store, &rules, since))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let report = crate::report::Report::build(&state.store, &rules, since).await?;
     Ok(axum::Json(report).into_response())
 }
 
@@ -457,15 +461,23 @@ async fn reload_rules(caller: Caller, State(state): State<Arc<ReviewState>>) -> 
     }
 }
 
+/// `GET /readyz`: ready when the store answers.
+async fn readyz(State(state): State<Arc<ReviewState>>) -> Response {
+    match state.store.last_audit_seq().await {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<Arc<ReviewState>>) -> Response {
     let rules = state.reloader.rules().load();
-    let text = state.metrics.render(
-        &rules,
-        state.store.pending_count(),
-        (state.leaf_stats.0)(),
-        state.store.outbox_len(),
-    );
+    // A store that cannot answer shows as empty; /readyz says why.
+    let pending = state.store.pending_count().await.unwrap_or(0);
+    let outbox = state.store.outbox_len().await.unwrap_or(0);
+    let text = state
+        .metrics
+        .render(&rules, pending, (state.leaf_stats.0)(), outbox);
     (
         [(
             http::header::CONTENT_TYPE,

@@ -64,7 +64,7 @@ impl FromRequestParts<Arc<ReviewState>> for Caller {
                 "a bearer token or a page login is needed",
             ));
         };
-        let Some(s) = session::lookup(&state.store, &sid) else {
+        let Some(s) = session::lookup(&state.store, &sid).await else {
             return Err(ApiError::unauthorized(
                 "the page session has ended; log in again",
             ));

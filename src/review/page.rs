@@ -114,9 +114,10 @@ pub async fn whoami(
     State(state): State<Arc<ReviewState>>,
     headers: HeaderMap,
 ) -> Response {
-    let csrf = session::cookie(&headers)
-        .and_then(|sid| session::lookup(&state.store, &sid))
-        .map(|s| s.csrf);
+    let csrf = match session::cookie(&headers) {
+        Some(sid) => session::lookup(&state.store, &sid).await.map(|s| s.csrf),
+        None => None,
+    };
     axum::Json(json!({ "reviewer": caller.name, "admin": caller.admin, "csrf": csrf }))
         .into_response()
 }

@@ -37,8 +37,8 @@ pub async fn create(store: &Store, caller: &Caller) -> Result<String, StoreError
 }
 
 /// The live session a cookie names.
-pub fn lookup(store: &Store, sid: &str) -> Option<Session> {
-    let session = store.session_get(&key(sid)).ok()??;
+pub async fn lookup(store: &Store, sid: &str) -> Option<Session> {
+    let session = store.session_get(&key(sid)).await.ok()??;
     (session.expires_at > store.now()).then_some(session)
 }
 

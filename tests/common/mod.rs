@@ -401,7 +401,7 @@ impl Airlock {
         let running = airlock::server::start_with_clock(&self.config, clock)
             .await
             .unwrap();
-        self.addr = running.proxy_addr;
+        self.addr = running.proxy_addr.unwrap();
         self.running = Some(running);
     }
 }
@@ -473,7 +473,7 @@ pub async fn airlock_with(
         .await
         .unwrap();
     Airlock {
-        addr: running.proxy_addr,
+        addr: running.proxy_addr.unwrap(),
         running: Some(running),
         dir,
         config,

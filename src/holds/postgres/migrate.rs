@@ -9,11 +9,18 @@
 use tokio_postgres::Client;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "store",
-    include_str!("../../../migrations/postgres/0001_store.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "store",
+        include_str!("../../../migrations/postgres/0001_store.sql"),
+    ),
+    (
+        2,
+        "fleet",
+        include_str!("../../../migrations/postgres/0002_fleet.sql"),
+    ),
+];
 
 /// The advisory lock key all airlock instances take while migrating
 /// (`airlock` in ASCII).
@@ -94,6 +101,6 @@ mod tests {
             assert_eq!(*version, i32::try_from(i).unwrap() + 1, "{name}");
             assert!(!sql.trim().is_empty(), "{name}");
         }
-        assert_eq!(latest(), 1);
+        assert_eq!(latest(), 2);
     }
 }
