@@ -671,13 +671,21 @@ impl Binary {
 
     /// [`Binary::start`] with extra arguments to `airlock run`.
     pub fn start_with(dir: &Path, args: &[&str]) -> Binary {
+        Binary::launch(dir, args, "run", &[])
+    }
+
+    /// `airlock ARGS COMMAND --config DIR/airlock.toml` (`run` or `review`)
+    /// with extra environment, once its listeners are up (a review server
+    /// has no proxy listener: its `proxy_addr` stays unspecified).
+    pub fn launch(dir: &Path, args: &[&str], command: &str, env: &[(&str, &str)]) -> Binary {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(args)
-            .args(["run", "--config"])
+            .args([command, "--config"])
             .arg(dir.join("airlock.toml"))
             .env("RUST_LOG", "info")
             .env_remove("AIRLOCK_CONFIG")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -709,7 +717,8 @@ impl Binary {
                 .parse()
                 .ok()
         };
-        let (mut proxy, mut review) = (None, None);
+        let unspecified: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let (mut proxy, mut review) = ((command != "run").then_some(unspecified), None);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while (proxy.is_none() || review.is_none()) && std::time::Instant::now() < deadline {
             if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
@@ -759,6 +768,11 @@ impl Binary {
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Whether a logged line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(text))
     }
 }
 
