@@ -1296,6 +1296,47 @@ mod tests {
     }
 
     #[test]
+    fn the_store_url_comes_from_the_file_a_file_or_the_environment_and_is_never_shown() {
+        let url = "postgres://airlock:hunter2@db:5432/airlock";
+        let c = parse(&format!("[store]\nurl = \"{url}\"\n")).unwrap();
+        assert_eq!(c.store.url.as_ref().map(Secret::expose), Some(url));
+        assert!(!format!("{c:?}").contains("hunter2"), "Debug redacts it");
+        let env = Env::from_pairs([("AIRLOCK_STORE_URL", url)]);
+        let c = Config::parse("airlock.toml", "", &env).unwrap();
+        assert_eq!(c.store.url.as_ref().map(Secret::expose), Some(url));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, format!("{url}\n")).unwrap();
+        let text = format!("[store]\nurl_file = {:?}\n", file.display().to_string());
+        let c = parse(&text).unwrap();
+        assert_eq!(c.store.url.as_ref().map(Secret::expose), Some(url));
+        assert!(parse("").unwrap().store.url.is_none());
+        // Not a PostgreSQL URL: the error does not repeat it.
+        let msg = only_error(
+            "[store]\nurl = \"mysql://u:hunter2@db/x\"\n",
+            &Env::default(),
+        );
+        assert!(
+            msg.starts_with("airlock.toml:2:7: [store] url: must be a PostgreSQL URL"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        let both = format!(
+            "[store]\nurl = \"{url}\"\nurl_file = {:?}\n",
+            file.display().to_string()
+        );
+        assert!(only_error(&both, &Env::default()).contains("not both"));
+        let missing = only_error(
+            "[store]\nurl_file = \"/nonexistent/url\"\n",
+            &Env::default(),
+        );
+        assert!(
+            missing.contains("cannot read /nonexistent/url"),
+            "{missing}"
+        );
+    }
+
+    #[test]
     fn unknown_key_names_line_column_and_section() {
         let text = "[proxy]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n";
         let msg = only_error(text, &Env::default());

@@ -88,10 +88,13 @@ impl Lifecycle for PgStore {
         {
             return Ok((Created::Existing(existing), None));
         }
+        // Counted only up to the cap: the cost follows the cap, not the queue.
+        let cap = i64::try_from(max_pending).unwrap_or(i64::MAX);
         let pending: i64 = tx
             .query_one(
-                "SELECT count(*) FROM holds WHERE agent = $1 AND state = 'pending'",
-                &[&hold.agent],
+                "SELECT count(*) FROM (SELECT 1 FROM holds
+                                        WHERE agent = $1 AND state = 'pending' LIMIT $2) p",
+                &[&hold.agent, &cap],
             )
             .await?
             .get(0);
