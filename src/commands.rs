@@ -169,6 +169,14 @@ pub fn rules_check(config: &Config, format: RulesFormat) -> u8 {
                 None => rules.classification_table(),
             };
             text.push_str(&format!("{} rules from {origin}\n", rules.rules().len()));
+            for c in &config.credentials {
+                text.push_str(&format!(
+                    "credential {}: sets {} on requests to {} (always intercepted)\n",
+                    c.name,
+                    c.header,
+                    c.hosts.join(", ")
+                ));
+            }
             for warning in &warnings {
                 text.push_str(warning);
                 text.push('\n');
@@ -182,6 +190,14 @@ pub fn rules_check(config: &Config, format: RulesFormat) -> u8 {
                 crate::rules::shipped::Origin::Shipped => "shipped".into(),
             };
             json["warnings"] = warnings.into();
+            json["credentials"] = config
+                .credentials
+                .iter()
+                .map(|c| {
+                    serde_json::json!({ "name": c.name, "header": c.header.as_str(), "hosts": c.hosts })
+                })
+                .collect::<Vec<_>>()
+                .into();
             match serde_json::to_string_pretty(&json) {
                 Ok(text) => text + "\n",
                 Err(e) => {
@@ -201,6 +217,19 @@ fn rules_warnings(config: &Config, rules: &crate::rules::RuleSet) -> Vec<String>
         .iter()
         .map(ToString::to_string)
         .collect();
+    // A credential for hosts every request to is refused is never used:
+    // probably a host spelt differently from the rules'.
+    for c in &config.credentials {
+        for host in &c.hosts {
+            let sample = host.replace("**", "a").replace(['*', '?'], "a");
+            if let crate::rules::ConnectDecision::Refuse(_) = rules.decide_connect(&sample) {
+                warnings.push(format!(
+                    "credential {} is never used for {host}: every request to it is refused",
+                    c.name
+                ));
+            }
+        }
+    }
     for rule in rules.rules() {
         // A queue nobody owns fills silently: say so, without failing.
         if rule.action == crate::rules::Action::Review && rule.reviewers.is_empty() {

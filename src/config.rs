@@ -41,6 +41,7 @@ pub struct Config {
     /// `[[agent]]`: with any, every agent authenticates to the proxy.
     pub agents: Vec<Agent>,
     pub notify: Vec<NotifySink>,
+    pub credentials: Vec<CredentialConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +143,42 @@ pub struct Reviewer {
 pub struct Agent {
     pub name: String,
     pub token_sha256: [u8; 32],
+}
+
+/// `[[credential]]`: a header airlock sets on requests to some hosts from
+/// a secret the agent never holds.
+#[derive(Debug, Clone)]
+pub struct CredentialConfig {
+    pub name: String,
+    /// Host globs, as in rules.
+    pub hosts: Vec<String>,
+    pub header: http::HeaderName,
+    /// The header's value: `{secret}` (or `{secret_base64}`) stands for
+    /// the secret.
+    pub value: String,
+    pub source: SecretSource,
+}
+
+/// Where a secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file, read whole less one trailing newline, again when it changes.
+    File(PathBuf),
+    /// An environment variable of the airlock process.
+    Env(String),
+}
+
+/// A secret file's contents: the whole file less one trailing newline
+/// (`\n` or `\r\n`), as every secret file airlock reads is taken.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 /// SHA-256 of a token, as `token_sha256` stores it.
@@ -311,6 +348,19 @@ struct RawConfig {
     agent: Vec<Spanned<RawAgent>>,
     #[serde(default)]
     notify: Vec<Spanned<RawNotify>>,
+    #[serde(default)]
+    credential: Vec<Spanned<RawCredential>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    name: Spanned<String>,
+    host: Spanned<Vec<String>>,
+    header: Spanned<String>,
+    value: Spanned<String>,
+    secret_file: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -707,9 +757,9 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         raw.store.url_file,
         None,
         |path: String| {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-            store_url(text.trim())
+            let text = read_secret_file(Path::new(&path))
+                .map_err(|e| format!("cannot read {path}: {e}"))?;
+            store_url(&text)
                 .map(Some)
                 .map_err(|e| format!("{path}: {e}"))
         },
@@ -868,6 +918,12 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             agents.push(agent);
         }
     }
+    let mut credentials: Vec<CredentialConfig> = Vec::new();
+    for raw in raw.credential {
+        if let Some(c) = build_credential(b, raw, &credentials) {
+            credentials.push(c);
+        }
+    }
     let notify: Vec<NotifySink> = raw
         .notify
         .into_iter()
@@ -895,6 +951,7 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         reviewers,
         agents,
         notify,
+        credentials,
     }
 }
 
@@ -920,6 +977,105 @@ fn known_reviewers(
         }
     }
     out
+}
+
+fn build_credential(
+    b: &mut Builder<'_>,
+    raw: Spanned<RawCredential>,
+    before: &[CredentialConfig],
+) -> Option<CredentialConfig> {
+    let whole = raw.span();
+    let raw = raw.into_inner();
+    let name_span = raw.name.span();
+    let name = raw.name.into_inner();
+    let mut fail = |span: std::ops::Range<usize>, key: &str, message: String| {
+        b.file_error(span, format!("[[credential]] {key}"), message);
+        None::<CredentialConfig>
+    };
+    if name.is_empty() || before.iter().any(|c| c.name == name) {
+        return fail(
+            name_span,
+            "name",
+            format!("{name:?}: each credential needs a name of its own"),
+        );
+    }
+    let host_span = raw.host.span();
+    let hosts = raw.host.into_inner();
+    if hosts.is_empty() {
+        return fail(
+            host_span,
+            "host",
+            format!("credential {name:?} names no host"),
+        );
+    }
+    for h in &hosts {
+        if let Err(e) = crate::rules::host_glob(h) {
+            return fail(
+                host_span,
+                "host",
+                format!("credential {name:?}: {h:?}: {e}"),
+            );
+        }
+    }
+    let header_span = raw.header.span();
+    let Ok(header) = http::HeaderName::from_bytes(raw.header.get_ref().as_bytes()) else {
+        return fail(
+            header_span,
+            "header",
+            format!(
+                "credential {name:?}: {:?} is not a header name",
+                raw.header.get_ref()
+            ),
+        );
+    };
+    if matches!(
+        header.as_str(),
+        "host" | "content-length" | "transfer-encoding" | "connection"
+    ) {
+        return fail(
+            header_span,
+            "header",
+            format!("credential {name:?}: airlock does not set {header} from a secret"),
+        );
+    }
+    let value_span = raw.value.span();
+    let value = raw.value.into_inner();
+    if !value.contains("{secret}") && !value.contains("{secret_base64}") {
+        return fail(
+            value_span,
+            "value",
+            format!("credential {name:?}: the value must contain {{secret}} or {{secret_base64}}"),
+        );
+    }
+    if http::HeaderValue::from_str(&value.replace("{secret_base64}", "").replace("{secret}", ""))
+        .is_err()
+    {
+        return fail(
+            value_span,
+            "value",
+            format!("credential {name:?}: the value is not a valid header value"),
+        );
+    }
+    let source = match (raw.secret_file, raw.secret_env) {
+        (Some(f), None) if !f.get_ref().is_empty() => {
+            SecretSource::File(PathBuf::from(f.into_inner()))
+        }
+        (None, Some(e)) if !e.get_ref().is_empty() => SecretSource::Env(e.into_inner()),
+        _ => {
+            return fail(
+                whole,
+                "secret_file",
+                format!("credential {name:?} needs exactly one of secret_file and secret_env"),
+            );
+        }
+    };
+    Some(CredentialConfig {
+        name,
+        hosts,
+        header,
+        value,
+        source,
+    })
 }
 
 fn build_agent(b: &mut Builder<'_>, raw: Spanned<RawAgent>, before: &[Agent]) -> Option<Agent> {

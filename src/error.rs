@@ -38,6 +38,9 @@ pub enum ProxyError {
         "This request was NOT sent or held: this agent already has {max} requests waiting for review. Retry after {retry_after} seconds, once one is decided."
     )]
     TooManyHolds { max: u64, retry_after: u64 },
+    /// A `[[credential]]` for the host could not be set: nothing was sent.
+    #[error(transparent)]
+    Credential(#[from] crate::credentials::CredentialError),
     /// The upstream could not be reached or did not answer.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -56,7 +59,7 @@ impl ProxyError {
             ProxyError::Upstream(
                 UpstreamError::ConnectTimeout { .. } | UpstreamError::ResponseTimeout(_),
             ) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream(_) | ProxyError::Credential(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -70,6 +73,7 @@ impl ProxyError {
             ProxyError::ProxyAuthRequired => "proxy_auth_required",
             ProxyError::IdempotencyKeyReused => "idempotency_key_reused",
             ProxyError::TooManyHolds { .. } => "too_many_holds",
+            ProxyError::Credential(_) => "credential_unavailable",
             ProxyError::Upstream(_) => "bad_gateway",
         }
     }

@@ -11,13 +11,15 @@
 //! rule set in force; [`notify`] tells reviewers from the audit log;
 //! [`report`] and [`metrics`] read figures; [`window`] is time as rules
 //! write it; [`error`] maps proxy errors to statuses; [`config`] reads
-//! `airlock.toml`; [`commands`] implements the command line that `main.rs`
+//! `airlock.toml`; [`credentials`] sets the secrets agents never hold on
+//! requests going upstream; [`commands`] implements the command line that `main.rs`
 //! parses. `docs/ARCHITECTURE.md` has the map, who owns which state, and
 //! where each SPEC section lives.
 
 pub mod canonical;
 pub mod commands;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod holds;
 pub mod metrics;

@@ -49,6 +49,8 @@ pub enum StartError {
     },
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
     #[error(
         "[review] listen = {0} is not a loopback address and no [[reviewer]] is configured: add reviewers with token hashes, or keep the review server on 127.0.0.1"
     )]
@@ -59,7 +61,10 @@ impl StartError {
     /// 2 for what the operator must fix in configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Rules(_) | StartError::Tls(_) | StartError::ReviewExposed(_) => 2,
+            StartError::Rules(_)
+            | StartError::Tls(_)
+            | StartError::ReviewExposed(_)
+            | StartError::Config(_) => 2,
             StartError::Bind { .. } | StartError::Store(_) => 1,
         }
     }
@@ -203,9 +208,13 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
     // store that predates them does not replay its history to the sinks.
     store.notify_cursor().await?;
     let upstream = Upstream::new(&config.proxy)?;
+    let credentials = Arc::new(
+        crate::credentials::Credentials::new(&config.credentials).map_err(StartError::Config)?,
+    );
     let releaser = Arc::new(Releaser::new(
         store.clone(),
         upstream.clone(),
+        credentials.clone(),
         config.proxy.max_body,
         RELEASE_TIMEOUT,
     ));
@@ -244,6 +253,7 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
             metrics: metrics.clone(),
             header_timeout: config.proxy.header_timeout,
             agents: agents.clone(),
+            credentials: credentials.clone(),
         }));
     }
     let upstream_for_notify = upstream.clone();
@@ -350,9 +360,13 @@ async fn start_review(
         .unwrap_or_default();
     store.notify_cursor().await?;
     let upstream = Upstream::new(&config.proxy)?;
+    let credentials = Arc::new(
+        crate::credentials::Credentials::new(&config.credentials).map_err(StartError::Config)?,
+    );
     let releaser = Arc::new(Releaser::new(
         store.clone(),
         upstream.clone(),
+        credentials,
         config.proxy.max_body,
         RELEASE_TIMEOUT,
     ));

@@ -4,7 +4,8 @@
 //! failed, and a send cut short by a crash becomes `interrupted` at start-up.
 //!
 //! This is the only code that sends a held request; it never decides whether
-//! one may be sent (the store's `claim` does).
+//! one may be sent (the store's `claim` does). A `[[credential]]` for the
+//! hold's host is set here, on the way up: the hold itself never has it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use http_body_util::{BodyExt, Either, Full};
 
 use super::store::{Outcome, Store, StoreError};
 use super::{Hold, StoredResponse};
+use crate::credentials::Credentials;
 use crate::upstream::Upstream;
 
 /// Sends approved holds.
@@ -22,6 +24,7 @@ use crate::upstream::Upstream;
 pub struct Releaser {
     store: Store,
     upstream: Upstream,
+    credentials: Arc<Credentials>,
     /// The most of an upstream answer that is stored.
     max_body: u64,
     /// How long the upstream may take to answer a released request.
@@ -29,10 +32,17 @@ pub struct Releaser {
 }
 
 impl Releaser {
-    pub fn new(store: Store, upstream: Upstream, max_body: u64, timeout: Duration) -> Releaser {
+    pub fn new(
+        store: Store,
+        upstream: Upstream,
+        credentials: Arc<Credentials>,
+        max_body: u64,
+        timeout: Duration,
+    ) -> Releaser {
         Releaser {
             store,
             upstream,
+            credentials,
             max_body,
             timeout,
         }
@@ -53,7 +63,7 @@ impl Releaser {
         let Some((hold, body)) = self.store.claim(id).await? else {
             return Ok(None);
         };
-        let outcome = match build_request(&hold, body) {
+        let outcome = match build_request(&hold, body, &self.credentials) {
             Err(e) => Outcome::Failed(e),
             Ok(req) => match tokio::time::timeout(self.timeout, self.upstream.send(req)).await {
                 Err(_) => Outcome::Failed(format!(
@@ -108,7 +118,11 @@ impl Releaser {
     }
 }
 
-fn build_request(hold: &Hold, body: Bytes) -> Result<Request<crate::upstream::Body>, String> {
+fn build_request(
+    hold: &Hold,
+    body: Bytes,
+    credentials: &Credentials,
+) -> Result<Request<crate::upstream::Body>, String> {
     let method = Method::from_bytes(hold.method.as_bytes()).map_err(|e| e.to_string())?;
     let uri: Uri = hold.url.parse().map_err(|e| format!("bad URL: {e}"))?;
     let mut req = Request::new(Either::Right(Full::new(body)));
@@ -128,5 +142,11 @@ fn build_request(hold: &Hold, body: Bytes) -> Result<Request<crate::upstream::Bo
         }
         req.headers_mut().append(k, v);
     }
+    let host = req.uri().host().unwrap_or("").to_ascii_lowercase();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let https = req.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
+    credentials
+        .apply(host, https, req.headers_mut())
+        .map_err(|e| e.to_string())?;
     Ok(req)
 }

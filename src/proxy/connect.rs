@@ -35,7 +35,14 @@ pub async fn handle(
     };
     let target = Target::new(Scheme::HTTPS, normalise(authority), agent);
     let rules = proxy.rules.load();
-    let decision = rules.decide_connect(target.host());
+    let decision = match rules.decide_connect(target.host()) {
+        // A host airlock sets a credential for is always intercepted: the
+        // credential goes on each request, never down a blind tunnel.
+        ConnectDecision::Tunnel(_) if proxy.credentials.covers(target.host()) => {
+            ConnectDecision::Intercept
+        }
+        decision => decision,
+    };
     match decision {
         ConnectDecision::Refuse(rule) => {
             proxy.metrics.connect[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -183,6 +183,13 @@ async fn classify_and_send<'r>(
         && body.size_hint().exact().is_none()
         && !parts.headers.contains_key(header::CONTENT_LENGTH);
     prepare_request(&mut parts, target)?;
+    if let Some(name) = proxy.credentials.apply(
+        target.host(),
+        target.scheme == http::uri::Scheme::HTTPS,
+        &mut parts.headers,
+    )? {
+        tracing::debug!(credential = name, host = target.host(), "credential set");
+    }
     if streamed {
         parts.headers.insert(
             header::TRANSFER_ENCODING,

@@ -55,6 +55,8 @@ pub struct Proxy {
     /// `[[agent]]`: when not empty, every CONNECT and plain-HTTP request
     /// must authenticate as one of them.
     pub agents: Arc<[crate::config::Agent]>,
+    /// `[[credential]]`: set on requests to their hosts on the way up.
+    pub credentials: Arc<crate::credentials::Credentials>,
 }
 
 /// An agent connection's place under `[proxy] max_connections`: held by

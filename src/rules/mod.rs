@@ -25,6 +25,7 @@ use crate::window::Window;
 
 pub use fronting::FrontingRisk;
 pub use load::{load_dir, parse_file};
+pub(crate) use matcher::host_glob;
 pub use matcher::{Explanation, RuleSet};
 pub use summary::Summary;
 
