@@ -2,8 +2,9 @@
 //! (PostgreSQL: a private cluster on loopback, as the tests start it): hold
 //! creation latency including durability (p50/p99), then with a large
 //! pending queue (default 100,000 holds) the first page of the pending list,
-//! start-up (open + recovery), and, on PostgreSQL, how soon a second
-//! instance hears of an approval made on the first.
+//! start-up (open + recovery), approve-to-upstream (approved and sent by
+//! one instance, the answer heard by the instance the agent waits on), and,
+//! on PostgreSQL, how soon a second instance hears of an approval.
 //!
 //! `cargo bench --bench holds` — `HOLDS=20000` for a shorter run,
 //! `BACKENDS=sled` for one backend.
@@ -63,6 +64,8 @@ struct Figures {
     page_p50: Duration,
     page_p99: Duration,
     startup: Duration,
+    release_p50: Duration,
+    release_p99: Duration,
 }
 
 /// Where a backend's store is: a sled directory or a database URL.
@@ -170,9 +173,54 @@ async fn measure(place: &Place, total: u64) -> Figures {
         ms(f.startup),
         to_send.len()
     );
+    // Approve-to-upstream across instances: an agent's sidecar (`waiter`)
+    // holds the request; a review server (`sender`) approves and sends it;
+    // the time until the waiting sidecar hears the upstream answered. On
+    // sled both are one process.
+    let waiter = match place {
+        Place::Postgres(_) => place.open().await,
+        Place::Sled(_) => store.clone(),
+    };
+    let up = common::upstream(None).await;
+    let config = airlock::config::Config::defaults(&airlock::config::Env::default()).unwrap();
+    let releaser = airlock::holds::release::Releaser::new(
+        store.clone(),
+        airlock::upstream::Upstream::new(&config.proxy).unwrap(),
+        std::sync::Arc::new(airlock::credentials::Credentials::default()),
+        1 << 20,
+        Duration::from_secs(10),
+    );
+    let mut released = Vec::new();
+    for i in 0..200 {
+        let mut h = agent_hold(total + i);
+        h.url = format!("http://127.0.0.1:{}/v3/mail/send", up.port());
+        let h = match waiter.create(h, support::mail_body(i), CAP).await.unwrap() {
+            airlock::holds::store::Created::New(h) => h,
+            other => panic!("{other:?}"),
+        };
+        let mut events = waiter.subscribe();
+        let t = Instant::now();
+        store.approve(&h.id, "alice", None, None).await.unwrap();
+        releaser.release(&h.id).await.unwrap().unwrap();
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.id == h.id && e.event == "released" {
+                break;
+            }
+        }
+        released.push(t.elapsed());
+    }
+    assert_eq!(up.count(), 200, "each sent once");
+    released.sort();
+    (f.release_p50, f.release_p99) = (pct(&released, 0.5), pct(&released, 0.99));
+    println!(
+        "[{name}] approve to upstream answer heard by the waiting instance (200): p50 {:.2} ms, p99 {:.2} ms",
+        ms(f.release_p50),
+        ms(f.release_p99)
+    );
     if let Place::Postgres(_) = place {
         // Approve on one instance; how soon the other hears.
-        let other = place.open().await;
+        let other = waiter;
         let (pending, _) = store.list(&filter).await.unwrap();
         let mut heard = Vec::new();
         for h in pending.iter().take(50) {
@@ -223,12 +271,14 @@ fn main() {
         if let [(_, sled), (_, pg)] = &results[..] {
             let r = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64();
             println!(
-                "postgres / sled: creation p50 {:.2}x, p99 {:.2}x; fill {:.2}x the rate; first page p50 {:.2}x; start-up {:.2}x",
+                "postgres / sled: creation p50 {:.2}x, p99 {:.2}x; fill {:.2}x the rate; first page p50 {:.2}x; start-up {:.2}x; approve to answer p50 {:.2}x, p99 {:.2}x",
                 r(sled.create_p50, pg.create_p50),
                 r(sled.create_p99, pg.create_p99),
                 pg.fill_per_sec / sled.fill_per_sec,
                 r(sled.page_p50, pg.page_p50),
-                r(sled.startup, pg.startup)
+                r(sled.startup, pg.startup),
+                r(sled.release_p50, pg.release_p50),
+                r(sled.release_p99, pg.release_p99)
             );
         }
     });
