@@ -5,7 +5,8 @@
 #
 # Installs (each only when missing, saying so):
 #   Debian packages  curl, procps, ca-certificates, python3-venv, Chromium and
-#                    chromium-driver, Node, PostgreSQL, iptables, nftables
+#                    chromium-driver, Node, PostgreSQL, iptables, nftables,
+#                    iproute2, util-linux (unshare, nsenter, setpriv)
 #   a virtualenv     hadolint, kubernetes-validate and Python requests, in
 #                    $AIRLOCK_TOOLS (default ~/.cache/airlock-test-tools)
 # When everything is there it installs nothing and uses no network. Run it as
@@ -38,8 +39,10 @@ has chromium || want chromium "the approval page tests, in a headless browser"
 has chromedriver || want chromium-driver "the approval page tests, over WebDriver"
 has node || want nodejs "the Node example agent"
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || want postgresql "the store's PostgreSQL tests"
-has iptables || installed iptables || want iptables "the packet-filter tests"
+has iptables || installed iptables || want iptables "the transparent interception test (redirect.sh)"
 has nft || installed nftables || want nftables "the packet-filter tests"
+has ip || want iproute2 "the transparent interception test's network namespace"
+{ has unshare && has nsenter && has setpriv; } || want util-linux "network namespaces and the agent's uid"
 
 if [ ${#apt[@]} -gt 0 ]; then
   # No PostgreSQL cluster is created (so none is started) by the install: the

@@ -47,6 +47,10 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     pub listen: SocketAddr,
+    /// Where the pod's packet filter redirects agents' connections, when
+    /// set: each is handled like a CONNECT to its TLS server name (or
+    /// `Host`) on its original port.
+    pub transparent_listen: Option<SocketAddr>,
     /// Largest body airlock will buffer to inspect or hold; larger gets 413.
     pub max_body: u64,
     /// Extra PEM root files trusted for upstream TLS, beside the system roots.
@@ -367,6 +371,7 @@ struct RawCredential {
 #[serde(deny_unknown_fields)]
 struct RawProxy {
     listen: S<String>,
+    transparent_listen: S<String>,
     max_body: S<String>,
     upstream_ca: S<Vec<String>>,
     hosts: S<BTreeMap<String, String>>,
@@ -649,6 +654,13 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             p.listen,
             SocketAddr::from(([127, 0, 0, 1], 3128)),
             parse_addr,
+        ),
+        transparent_listen: b.scalar(
+            "proxy",
+            "transparent_listen",
+            p.transparent_listen,
+            None,
+            |s: String| parse_addr(s).map(Some),
         ),
         max_body: b.scalar(
             "proxy",

@@ -237,6 +237,17 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
         addr: proxy_addr,
         source,
     })?;
+    let transparent = match config.proxy.transparent_listen {
+        Some(addr) => {
+            let (l, bound) = bind(addr).await?;
+            let l = l.into_std().map_err(|source| StartError::Bind {
+                addr: bound,
+                source,
+            })?;
+            Some((l, bound))
+        }
+        None => None,
+    };
     let n_workers = worker_count(config);
     let agents: Arc<[crate::config::Agent]> = config.agents.clone().into();
     let mut proxies = Vec::with_capacity(n_workers);
@@ -265,6 +276,9 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
     // approved-but-unclaimed ones are sent now.
     for id in store.recover().await? {
         releaser.spawn(id);
+    }
+    if let Some((_, addr)) = &transparent {
+        tracing::info!(listen = %addr, "transparent interception listening");
     }
     tracing::info!(listen = %proxy_addr, rules = rules.load().rules().len(), unmatched = %rules.load().unmatched(), "airlock proxy listening");
     tracing::info!(listen = %review_addr, reviewers = reviewers.len(), "review server listening");
@@ -302,6 +316,10 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
     ];
     tasks.extend(notifier.spawn(&stop));
     let mut workers = Vec::with_capacity(proxies.len());
+    let own: Arc<[SocketAddr]> = std::iter::once(proxy_addr)
+        .chain(Some(review_addr))
+        .chain(transparent.as_ref().map(|(_, a)| *a))
+        .collect();
     for (i, proxy) in proxies.into_iter().enumerate() {
         let bind_err = |source| StartError::Bind {
             addr: proxy_addr,
@@ -314,14 +332,24 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
             .enable_all()
             .build()
             .map_err(bind_err)?;
-        let listener = {
+        let listeners = {
             let _in = runtime.enter();
-            TcpListener::from_std(listener.try_clone().map_err(bind_err)?).map_err(bind_err)?
+            let mut listeners = vec![(
+                TcpListener::from_std(listener.try_clone().map_err(bind_err)?).map_err(bind_err)?,
+                Entry::Proxy,
+            )];
+            if let Some((t, _)) = &transparent {
+                listeners.push((
+                    TcpListener::from_std(t.try_clone().map_err(bind_err)?).map_err(bind_err)?,
+                    Entry::Transparent { own: own.clone() },
+                ));
+            }
+            listeners
         };
         let (limit, stop, finished) = (connections.clone(), stop.clone(), finished.clone());
         let worker = std::thread::Builder::new()
             .name(format!("airlock-proxy-{i}"))
-            .spawn(move || serve_worker(runtime, listener, proxy, limit, stop, finished))
+            .spawn(move || serve_worker(runtime, listeners, proxy, limit, stop, finished))
             .map_err(bind_err)?;
         workers.push(worker);
     }
@@ -554,14 +582,17 @@ fn worker_count(config: &Config) -> usize {
 /// finish.
 fn serve_worker(
     runtime: tokio::runtime::Runtime,
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Entry)>,
     proxy: Arc<Proxy>,
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     mut finished: watch::Receiver<bool>,
 ) {
     runtime.block_on(async move {
-        accept_loop(listener, proxy, limit, stop).await;
+        futures_util::future::join_all(listeners.into_iter().map(|(listener, entry)| {
+            accept_loop(listener, entry, proxy.clone(), limit.clone(), stop.clone())
+        }))
+        .await;
         // Accepting has stopped; serve what is open until told to finish.
         let _ = finished.wait_for(|f| *f).await;
     });
@@ -569,8 +600,20 @@ fn serve_worker(
     runtime.shutdown_timeout(WORKER_EXIT);
 }
 
+/// How agents come in on a listener.
+#[derive(Clone)]
+enum Entry {
+    /// `[proxy] listen`: agents that use airlock as their proxy.
+    Proxy,
+    /// `[proxy] transparent_listen`: connections the packet filter
+    /// redirected; `own` are airlock's listeners, which a redirect must
+    /// never lead back to.
+    Transparent { own: Arc<[SocketAddr]> },
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    entry: Entry,
     proxy: Arc<Proxy>,
     limit: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -593,7 +636,21 @@ async fn accept_loop(
             Ok((stream, peer)) => {
                 let proxy = proxy.clone();
                 // The slot lives as long as any part of the connection.
-                tokio::spawn(proxy.serve(stream, peer, Arc::new(permit)));
+                let slot = Arc::new(permit);
+                match &entry {
+                    Entry::Proxy => {
+                        tokio::spawn(proxy.serve(stream, peer, slot));
+                    }
+                    Entry::Transparent { own } => {
+                        tokio::spawn(crate::proxy::transparent::serve(
+                            proxy,
+                            stream,
+                            peer,
+                            slot,
+                            own.clone(),
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.

@@ -33,9 +33,11 @@ fn run(tool: &str, args: &[&str]) -> (bool, String) {
 }
 
 #[test]
-fn the_dockerfile_passes_hadolint() {
-    let (ok, out) = run("hadolint", &["Dockerfile"]);
-    assert!(ok, "{out}");
+fn the_dockerfiles_pass_hadolint() {
+    for file in ["Dockerfile", "examples/kubernetes/transparent/Dockerfile"] {
+        let (ok, out) = run("hadolint", &[file]);
+        assert!(ok, "{file}: {out}");
+    }
 }
 
 /// The manifests (`*.yaml`) directly in `dir`, a directory of the repository.
@@ -95,6 +97,28 @@ fn the_kubernetes_fleet_example_matches_the_kubernetes_schemas() {
         "restartPolicy: Always",
     );
     assert_a_misspelt_field_fails("examples/kubernetes/fleet/review.yaml", "targetPort: http");
+}
+
+#[test]
+fn the_transparent_example_matches_the_schemas_and_keeps_privileges_to_its_init() {
+    let files = manifests("examples/kubernetes/transparent");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (ok, out) = validate(&files);
+    assert!(ok, "{out}");
+    assert_a_misspelt_field_fails(
+        "examples/kubernetes/transparent/deployment.yaml",
+        "restartPolicy: Always",
+    );
+    let text = std::fs::read_to_string(files[0]).unwrap();
+    // NET_ADMIN in the redirect init container only; the agent has no
+    // proxy variables and never airlock's uid.
+    assert_eq!(text.matches("\"NET_ADMIN\"").count(), 1, "{text}");
+    let agent = text.split("- name: agent").nth(1).unwrap();
+    assert!(!agent.contains("HTTPS_PROXY"));
+    assert!(agent.contains("runAsUser: 10002"));
+    assert!(text.contains("AIRLOCK_PROXY_TRANSPARENT_LISTEN"));
+    assert!(text.contains("{ name: AIRLOCK_UID, value: \"10001\" }"));
 }
 
 /// The `key: |` block scalar under `key` in a manifest, unindented.

@@ -36,6 +36,10 @@ fn every_tool_the_script_installs_is_found_and_runs() {
     run("python3", &["-c", "import requests"]);
     assert!(run("iptables", &["--version"]).contains("iptables"));
     assert!(run("nft", &["--version"]).contains("nftables"));
+    assert!(run("ip", &["-V"]).contains("iproute2"));
+    for tool in ["unshare", "nsenter", "setpriv"] {
+        assert!(run(tool, &["--version"]).contains("util-linux"), "{tool}");
+    }
 }
 
 #[test]

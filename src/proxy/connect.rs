@@ -35,14 +35,7 @@ pub async fn handle(
     };
     let target = Target::new(Scheme::HTTPS, normalise(authority), agent);
     let rules = proxy.rules.load();
-    let decision = match rules.decide_connect(target.host()) {
-        // A host airlock sets a credential for is always intercepted: the
-        // credential goes on each request, never down a blind tunnel.
-        ConnectDecision::Tunnel(_) if proxy.credentials.covers(target.host()) => {
-            ConnectDecision::Intercept
-        }
-        decision => decision,
-    };
+    let decision = decide(&proxy, &rules, target.host());
     match decision {
         ConnectDecision::Refuse(rule) => {
             proxy.metrics.connect[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -87,6 +80,20 @@ pub async fn handle(
             });
             respond::connected()
         }
+    }
+}
+
+/// What happens to a connection to `host`, decided before anything is sent.
+pub fn decide<'r>(
+    proxy: &Proxy,
+    rules: &'r crate::rules::RuleSet,
+    host: &str,
+) -> ConnectDecision<'r> {
+    match rules.decide_connect(host) {
+        // A host airlock sets a credential for is always intercepted: the
+        // credential goes on each request, never down a blind tunnel.
+        ConnectDecision::Tunnel(_) if proxy.credentials.covers(host) => ConnectDecision::Intercept,
+        decision => decision,
     }
 }
 

@@ -29,19 +29,31 @@ pub async fn check<IO: AsyncRead + AsyncWrite + Unpin>(
     blind: bool,
     patience: Duration,
 ) -> Result<Vec<u8>, String> {
-    let (bytes, hello) = match tokio::time::timeout(patience, read(io)).await {
-        Ok(Ok(read)) => read,
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err("no ClientHello in time".to_owned()),
-    };
+    let (bytes, hello) = read_within(io, patience).await?;
     match verdict(&hello, host, blind) {
         Ok(()) => Ok(bytes),
         Err(why) => {
-            let _ = io.write_all(&ACCESS_DENIED).await;
-            let _ = io.shutdown().await;
+            refuse(io).await;
             Err(why)
         }
     }
+}
+
+/// Reads a ClientHello within `patience`: its bytes and what it says.
+pub async fn read_within<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    patience: Duration,
+) -> Result<(Vec<u8>, ClientHello), String> {
+    match tokio::time::timeout(patience, read(io)).await {
+        Ok(read) => read,
+        Err(_) => Err("no ClientHello in time".to_owned()),
+    }
+}
+
+/// Ends a connection whose ClientHello is refused with a TLS alert.
+pub async fn refuse<IO: AsyncWrite + Unpin>(io: &mut IO) {
+    let _ = io.write_all(&ACCESS_DENIED).await;
+    let _ = io.shutdown().await;
 }
 
 async fn read<IO: AsyncRead + Unpin>(io: &mut IO) -> Result<(Vec<u8>, ClientHello), String> {

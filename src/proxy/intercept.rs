@@ -42,10 +42,29 @@ pub async fn run(
             return;
         }
     };
-    let acceptor = LazyConfigAcceptor::new(
-        rustls::server::Acceptor::default(),
+    serve(
+        proxy,
         super::hello::Replayed::new(first, io),
-    );
+        target,
+        peer,
+        slot,
+    )
+    .await;
+}
+
+/// Terminates TLS on a connection whose checked ClientHello is replayed
+/// first, then serves its requests to `target`.
+pub async fn serve<IO>(
+    proxy: Arc<Proxy>,
+    io: super::hello::Replayed<IO>,
+    target: Arc<Target>,
+    peer: SocketAddr,
+    slot: super::Slot,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let host = target.host().to_owned();
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
     let start = match acceptor.await {
         Ok(s) => s,
         Err(e) => {

@@ -14,6 +14,7 @@ pub mod hello;
 pub mod identity;
 pub mod intercept;
 pub mod respond;
+pub mod transparent;
 pub mod tunnel;
 
 use std::convert::Infallible;

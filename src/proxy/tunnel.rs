@@ -7,7 +7,7 @@
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Large enough that a 1 MiB body moves in few syscalls.
@@ -18,7 +18,7 @@ const BUF: usize = 64 * 1024;
 /// refused before anything reached the upstream.
 pub async fn run(
     client: OnUpgrade,
-    mut upstream: TcpStream,
+    upstream: TcpStream,
     host: &str,
     patience: std::time::Duration,
 ) -> Result<(u64, u64), String> {
@@ -31,16 +31,27 @@ pub async fn run(
     };
     let mut client = TokioIo::new(upgraded);
     let first = super::hello::check(&mut client, host, true, patience).await?;
-    if let Err(e) = upstream.write_all(&first).await {
+    Ok(splice(client, upstream, host, &first).await)
+}
+
+/// Sends the checked ClientHello, then copies both ways until either side
+/// closes; (bytes up, bytes down).
+pub async fn splice<IO: AsyncRead + AsyncWrite + Unpin>(
+    mut client: IO,
+    mut upstream: TcpStream,
+    host: &str,
+    first: &[u8],
+) -> (u64, u64) {
+    if let Err(e) = upstream.write_all(first).await {
         tracing::debug!(%host, error = %e, "tunnel: upstream closed before the ClientHello");
-        return Ok((0, 0));
+        return (0, 0);
     }
     let sent = first.len() as u64;
     match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF).await {
-        Ok((up, down)) => Ok((up + sent, down)),
+        Ok((up, down)) => (up + sent, down),
         Err(e) => {
             tracing::debug!(%host, error = %e, "tunnel closed with an error");
-            Ok((sent, 0))
+            (sent, 0)
         }
     }
 }

@@ -183,7 +183,22 @@ pub async fn self_signed_upstream() -> (Upstream, String) {
 }
 
 async fn upstream_with(tls: Option<(Arc<ServerConfig>, CertificateDer<'static>)>) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    upstream_listening(listener, tls).await
+}
+
+/// [`upstream`] on a listener the test bound itself (in a network
+/// namespace of its own, say).
+pub async fn upstream_on(listener: std::net::TcpListener, tls: Option<&Pki>) -> Upstream {
+    upstream_listening(listener, tls.map(Pki::server_config)).await
+}
+
+async fn upstream_listening(
+    listener: std::net::TcpListener,
+    tls: Option<(Arc<ServerConfig>, CertificateDer<'static>)>,
+) -> Upstream {
+    listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(listener).unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hellos = Arc::new(Mutex::new(Vec::new()));
@@ -678,8 +693,29 @@ impl Binary {
     /// with extra environment, once its listeners are up (a review server
     /// has no proxy listener: its `proxy_addr` stays unspecified).
     pub fn launch(dir: &Path, args: &[&str], command: &str, env: &[(&str, &str)]) -> Binary {
+        Binary::launch_through(&[], dir, args, command, env)
+    }
+
+    /// [`Binary::launch`] through a wrapper that runs the binary (such as
+    /// `nsenter --net=… --`), which must exec it in place.
+    pub fn launch_through(
+        wrapper: &[&str],
+        dir: &Path,
+        args: &[&str],
+        command: &str,
+        env: &[(&str, &str)],
+    ) -> Binary {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        let exe = env!("CARGO_BIN_EXE_airlock");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = std::process::Command::new(require_tool(program));
+                c.args(rest).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        let mut child = cmd
             .args(args)
             .args([command, "--config"])
             .arg(dir.join("airlock.toml"))
