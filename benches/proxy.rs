@@ -264,7 +264,13 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn spawn_airlock(dir: &std::path::Path, port: u16, origin_ca: &str, intercept: bool) -> KillOnDrop {
+fn spawn_airlock(
+    dir: &std::path::Path,
+    port: u16,
+    origin_ca: &str,
+    intercept: bool,
+    credential: bool,
+) -> KillOnDrop {
     let rules = dir.join(if intercept { "rules-mitm" } else { "rules-fwd" });
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(
@@ -280,14 +286,25 @@ fn spawn_airlock(dir: &std::path::Path, port: u16, origin_ca: &str, intercept: b
     )
     .unwrap();
     std::fs::write(dir.join("origin.pem"), origin_ca).unwrap();
+    std::fs::write(dir.join("secret"), "bench-secret-0123456789abcdef\n").unwrap();
     let d = dir.display();
+    // The credential variant sets Authorization on every request.
+    let credential = if credential {
+        format!(
+            "[[credential]]\nname = \"bench\"\nhost = [\"127.0.0.1\"]\nheader = \"Authorization\"\n\
+             value = \"Bearer {{secret}}\"\nsecret_file = \"{d}/secret\"\n"
+        )
+    } else {
+        String::new()
+    };
     let config = dir.join(format!("airlock-{port}.toml"));
     std::fs::write(
         &config,
         format!(
             "[proxy]\nlisten = \"127.0.0.1:{port}\"\nupstream_ca = [\"{d}/origin.pem\"]\n\
              [review]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{d}/data-{port}\"\n\
-             [tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{}\"\n[defaults]\nunmatched = \"deny\"\n",
+             [tls]\nca_dir = \"{d}/certs\"\n[rules]\ndir = \"{}\"\n[defaults]\nunmatched = \"deny\"\n\
+             {credential}",
             rules.display()
         ),
     )
@@ -342,14 +359,17 @@ fn main() {
         let mut table = Vec::new();
         for size in [1024usize, 1024 * 1024] {
             let (plain, secure, origin_ca) = origin(size).await;
-            let (fwd_port, mitm_port) = (free_port(), free_port());
-            let fwd = spawn_airlock(dir.path(), fwd_port, &origin_ca, false);
-            let mitm = spawn_airlock(dir.path(), mitm_port, &origin_ca, true);
+            let (fwd_port, mitm_port, cred_port) = (free_port(), free_port(), free_port());
+            let fwd = spawn_airlock(dir.path(), fwd_port, &origin_ca, false, false);
+            let mitm = spawn_airlock(dir.path(), mitm_port, &origin_ca, true, false);
+            let cred = spawn_airlock(dir.path(), cred_port, &origin_ca, true, true);
             wait_for(fwd_port).await;
             wait_for(mitm_port).await;
+            wait_for(cred_port).await;
             let airlock_ca = std::fs::read_to_string(dir.path().join("certs/ca.pem")).unwrap();
             let fwd_addr: SocketAddr = ([127, 0, 0, 1], fwd_port).into();
             let mitm_addr: SocketAddr = ([127, 0, 0, 1], mitm_port).into();
+            let cred_addr: SocketAddr = ([127, 0, 0, 1], cred_port).into();
             let at = |proxy| Endpoints {
                 proxy,
                 plain,
@@ -357,17 +377,18 @@ fn main() {
             };
             let direct = measure(Mode::Direct, at(fwd_addr), &[&origin_ca], conc, secs).await;
             let direct_plain = measure(Mode::DirectPlain, at(fwd_addr), &[], conc, secs).await;
-            let (fwd_pid, mitm_pid) = (fwd.0.id(), mitm.0.id());
+            let (fwd_pid, mitm_pid, cred_pid) = (fwd.0.id(), mitm.0.id(), cred.0.id());
             let cells = [
                 ("plain HTTP forward", Mode::Forward, fwd_addr, vec![origin_ca.as_str()], direct_plain, fwd_pid),
                 ("blind tunnel", Mode::Tunnel, fwd_addr, vec![origin_ca.as_str()], direct, fwd_pid),
                 ("intercepted", Mode::Intercept, mitm_addr, vec![airlock_ca.as_str()], direct, mitm_pid),
+                ("intercepted+cred", Mode::Intercept, cred_addr, vec![airlock_ca.as_str()], direct, cred_pid),
             ];
             for (name, mode, proxy, roots, baseline, pid) in cells {
                 let (rps, cpu) = measure_cpu(mode, at(proxy), &roots, conc, secs, pid).await;
                 table.push((size, name, rps, baseline, cpu));
             }
-            drop((fwd, mitm));
+            drop((fwd, mitm, cred));
         }
         println!("\nairlock vs direct (plain HTTP vs direct HTTP; the rest vs direct HTTPS), keep-alive, c={conc}, {secs}s per cell");
         println!("{:<8} {:<20} {:>12} {:>12} {:>8} {:>14}", "body", "path", "req/s", "direct", "ratio", "cpu us/req");

@@ -220,6 +220,12 @@ fn rules_warnings(config: &Config, rules: &crate::rules::RuleSet) -> Vec<String>
     // A credential for hosts every request to is refused is never used:
     // probably a host spelt differently from the rules'.
     for c in &config.credentials {
+        for host in c.hosts.iter().filter(|h| h.contains(['*', '?', '[', '{'])) {
+            warnings.push(format!(
+                "credential {} goes to every host {host} matches: a wildcard can take in hosts others control (user content, customer subdomains); list the provider's API hosts by name",
+                c.name
+            ));
+        }
         for host in &c.hosts {
             let sample = host.replace("**", "a").replace(['*', '?'], "a");
             if let crate::rules::ConnectDecision::Refuse(_) = rules.decide_connect(&sample) {

@@ -294,6 +294,8 @@ fn rules_check_lists_credentials_and_warns_of_one_never_used() {
             "[rules]\ndir = \"{}/rules\"\n\n\
              [[credential]]\nname = \"mail\"\nhost = [\"mail.test\"]\nheader = \"Authorization\"\n\
              value = \"Bearer {{secret}}\"\nsecret_env = \"NOT_SET_ANYWHERE\"\n\n\
+             [[credential]]\nname = \"wide\"\nhost = [\"*.mail.test\"]\nheader = \"X-Key\"\n\
+             value = \"{{secret}}\"\nsecret_env = \"NOT_SET_EITHER\"\n\n\
              [[credential]]\nname = \"refused\"\nhost = [\"nope.test\"]\nheader = \"X-Key\"\n\
              value = \"{{secret}}\"\nsecret_file = \"/nonexistent\"\n",
             dir.path().display()
@@ -318,6 +320,14 @@ fn rules_check_lists_credentials_and_warns_of_one_never_used() {
     );
     assert!(
         stdout.contains("credential refused is never used for nope.test"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("credential wide goes to every host *.mail.test matches"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("credential mail goes to every host"),
         "{stdout}"
     );
     // A credential without a secret source is refused, located.

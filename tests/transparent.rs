@@ -3,7 +3,8 @@
 //! and installs the redirect with the very script the Kubernetes example's
 //! init container runs (`examples/kubernetes/transparent/redirect.sh`),
 //! exempting airlock's uid. The agent, curl as another uid with no proxy
-//! variables at all, is held, passed and refused without SNI; a connection
+//! variables at all, is held, passed (over IPv4 and IPv6) and refused
+//! without SNI; a connection
 //! straight to the transparent port is refused as a loop. The host's own
 //! packet filter is never touched: every rule lives in the namespace, which
 //! goes when the test ends.
@@ -171,7 +172,7 @@ async fn an_agent_without_proxy_variables_is_held_passed_and_refused_without_sni
         dir.path(),
         &pki,
         RULES,
-        "transparent_listen = \"127.0.0.1:3130\"\n",
+        "transparent_listen = \"[::]:3130\"\n",
         "",
     );
     let enter = ns.enter();
@@ -259,6 +260,25 @@ async fn an_agent_without_proxy_variables_is_held_passed_and_refused_without_sni
     assert_eq!(seen[0].path, "/v3/stats");
     assert_eq!(seen[0].sni.as_deref(), Some("mail.test"));
 
+    // Over IPv6 (the dual-stack listener takes both): the same.
+    let out = ns.agent_curl(
+        &ca,
+        &[
+            "--resolve",
+            &format!("mail.test:{port}:[::1]"),
+            "-w",
+            "\n%{http_code}",
+            &format!("https://mail.test:{port}/v3/v6"),
+        ],
+    );
+    assert!(
+        stdout(&out).ends_with("\n200"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tls_up.requests()[1].path, "/v3/v6");
+
     // Plain HTTP goes by its Host header, on the original port.
     let out = ns.agent_curl(
         &ca,
@@ -283,7 +303,7 @@ async fn an_agent_without_proxy_variables_is_held_passed_and_refused_without_sni
         &["--insecure", &format!("https://127.0.0.1:{port}/v3/stats")],
     );
     assert!(!out.status.success(), "{}", stdout(&out));
-    assert_eq!(tls_up.count(), 1);
+    assert_eq!(tls_up.count(), 2);
     assert!(bin.logged("TLS without a server name"));
 
     // Straight to the transparent port, from the exempt uid: not a
@@ -301,5 +321,5 @@ async fn an_agent_without_proxy_variables_is_held_passed_and_refused_without_sni
     assert!(!out.status.success());
     assert!(bin.logged("a connection to airlock's own listener"));
     assert_eq!(plain_up.count(), 1);
-    assert_eq!(tls_up.count(), 1);
+    assert_eq!(tls_up.count(), 2);
 }

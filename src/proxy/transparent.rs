@@ -35,6 +35,8 @@ pub fn original_destination(stream: &TcpStream) -> std::io::Result<SocketAddr> {
     let socket = socket2::SockRef::from(stream);
     let addr = match stream.local_addr()? {
         SocketAddr::V4(_) => socket.original_dst_v4()?,
+        // An IPv4 connection on a dual-stack listener (`[::]:3130`).
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => socket.original_dst_v4()?,
         SocketAddr::V6(_) => socket.original_dst_v6()?,
     };
     addr.as_socket().ok_or_else(|| {
@@ -62,7 +64,8 @@ pub async fn serve(
             return;
         }
     };
-    let local = stream.local_addr().ok();
+    let local = stream.local_addr().ok().map(canonical_addr);
+    let original = canonical_addr(original);
     if Some(original) == local || is_own(&own, original) {
         tracing::warn!(%peer, %original, "transparent: a connection to airlock's own listener (not redirected, or a redirect loop); closed");
         return;
@@ -86,6 +89,17 @@ pub async fn serve(
         tls(proxy, stream, original.port(), agent, peer, slot).await;
     } else {
         plain(proxy, stream, original.port(), agent, peer, slot).await;
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => addr,
+        },
+        v4 => v4,
     }
 }
 

@@ -35,7 +35,7 @@ redirect() {
 }
 
 redirect iptables 127.0.0.1/32
-if [ -s /proc/net/if_inet6 ]; then
+if grep -q . /proc/net/if_inet6 2>/dev/null; then
     redirect ip6tables ::1/128
 fi
 echo "airlock: outbound TCP redirected to port $TRANSPARENT_PORT (uid $AIRLOCK_UID exempt)"
