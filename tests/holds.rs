@@ -620,3 +620,61 @@ async fn an_unmatched_hold_offers_a_rule_that_would_classify_it() {
     }
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_rule_asking_for_two_approvals_sends_only_after_two_reviewers() {
+    let rules = RULES.replace(
+        "reviewers = [\"alice\"]\n",
+        "reviewers = [\"alice\", \"bob\"]\napprovals = 2\n",
+    );
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock_with(
+        &pki,
+        &rules,
+        "",
+        &reviewers_toml(),
+        TestClock::new().clock(),
+    )
+    .await;
+    let api = Api::new(a.review_url());
+    let res = send_mail(&a, up.port(), MAIL).await;
+    assert_eq!(res.status(), 403);
+    let id = common::hold_id(&res);
+
+    let (status, first) = api
+        .decide(&id, "approve", ALICE.1, Some(json!({"note": "fine by me"})))
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["state"], "pending", "1 of 2");
+    assert_eq!(first["approvals_needed"], 2);
+    assert_eq!(first["approvals"][0]["by"], "alice");
+    assert_eq!(first["approvals"][0]["note"], "fine by me");
+    // The same person twice counts once.
+    let (status, again) = api.decide(&id, "approve", ALICE.1, None).await;
+    assert_eq!(status, 409, "{again}");
+    assert!(
+        again["error"]
+            .as_str()
+            .unwrap()
+            .contains("already approved"),
+        "{again}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(up.count(), 0, "not sent on one approval");
+
+    let (status, second) = api.decide(&id, "approve", BOB.1, None).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["state"], "approved");
+    api.until(&id, "released").await;
+    assert_eq!(up.count(), 1, "sent once, after the second approval");
+    let records = api.get("/api/audit?limit=100", ROOT.1).await;
+    let events: Vec<&str> = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["hold"] == id.as_str())
+        .map(|r| r["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["held", "approval", "approved", "released"]);
+}

@@ -549,3 +549,85 @@ async fn the_card_shows_what_will_be_sent_and_every_other_reading() {
     assert_eq!(up.count(), 0);
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_card_counts_approvals_toward_its_rules_quorum_live() {
+    let rules = RULES.replace(
+        "summary = \"Email to {/to}: {/subject}\"\n",
+        "summary = \"Email to {/to}: {/subject}\"\napprovals = 2\n",
+    );
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock_with(
+        &pki,
+        &rules,
+        "",
+        &reviewers_toml(),
+        TestClock::new().clock(),
+    )
+    .await;
+    let res = client(&a.proxy_url(), &[&a.ca_pem()])
+        .post(format!("https://mail.test:{}/v3/mail/send", up.port()))
+        .header("content-type", "application/json")
+        .body(json!({"to": "ana@client.example", "subject": "Payment"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let id = common::hold_id(&res);
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/?token={}", a.review_url(), ROOT.1))
+        .await
+        .unwrap();
+    wait_for(&b, "body[data-ready=true]").await;
+    let card = format!(".card[data-id='{id}']");
+    let quorum = wait_for(&b, &format!("{card} .quorum")).await;
+    assert_eq!(quorum.text().await.unwrap(), "0 of 2 approvals");
+    // Another reviewer approves elsewhere: the count follows, live.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let res = http
+        .post(format!("{}/api/holds/{id}/approve", a.review_url()))
+        .bearer_auth(ALICE.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = b
+            .client
+            .find(Locator::Css(&format!("{card} .quorum")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.starts_with("1 of 2") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(text, "1 of 2 approvals · alice");
+    std::fs::write(
+        screenshot_dir().join("queue-quorum.png"),
+        b.client.screenshot().await.unwrap(),
+    )
+    .unwrap();
+    // The second approval, from the page, completes it: the card goes and
+    // the request is sent once.
+    b.client
+        .find(Locator::Css(&format!("{card} button.approve")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&b, &card).await;
+    for _ in 0..100 {
+        if up.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(up.count(), 1);
+}

@@ -97,6 +97,8 @@ fn hold(store: &Store, agent: &str, n: u32, window_secs: i64) -> Hold {
         backup: Vec::new(),
         escalate_at: None,
         escalated_at: None,
+        approvals_needed: 1,
+        approvals: Vec::new(),
     }
 }
 
@@ -143,7 +145,73 @@ contract!(
     sessions_and_the_admin_token_are_kept,
     subscribers_hear_of_each_transition,
     start_up_sends_approved_holds_nobody_claimed,
+    a_quorum_needs_distinct_approvers_and_any_dismissal_ends_it,
 );
+
+async fn a_quorum_needs_distinct_approvers_and_any_dismissal_ends_it(kind: Kind) {
+    let o = open(kind, system_clock()).await;
+    let store = &o.store;
+    let mut two = hold(store, "a", 1, 60);
+    two.approvals_needed = 2;
+    let h = new_hold(store, two).await;
+    let mut events = store.subscribe();
+    let first = store
+        .approve(&h.id, "alice", Some("looks right".into()), None)
+        .await
+        .unwrap();
+    assert_eq!(first.state, State::Pending, "1 of 2");
+    assert_eq!(first.approvals.len(), 1);
+    assert_eq!(first.approvals[0].by, "alice");
+    assert_eq!(first.approvals[0].note.as_deref(), Some("looks right"));
+    assert!(
+        store.claim(&h.id).await.unwrap().is_none(),
+        "nothing to send yet"
+    );
+    assert!(matches!(
+        store.approve(&h.id, "alice", None, None).await,
+        Err(StoreError::AlreadyApproved { needed: 2 })
+    ));
+    // An edit withdraws earlier approvals: they were of another text.
+    let edited = store
+        .approve(&h.id, "bob", None, Some(Bytes::from("changed")))
+        .await
+        .unwrap();
+    assert_eq!(edited.state, State::Pending);
+    assert_eq!(edited.approvals.len(), 1);
+    assert_eq!(edited.approvals[0].by, "bob");
+    let done = store.approve(&h.id, "alice", None, None).await.unwrap();
+    assert_eq!(done.state, State::Approved);
+    assert_eq!(done.decided_by.as_deref(), Some("alice"));
+    let by: Vec<&str> = done.approvals.iter().map(|a| a.by.as_str()).collect();
+    assert_eq!(by, ["bob", "alice"]);
+    assert!(store.claim(&h.id).await.unwrap().is_some());
+    let heard: Vec<&str> = [
+        events.recv().await.unwrap(),
+        events.recv().await.unwrap(),
+        events.recv().await.unwrap(),
+    ]
+    .iter()
+    .map(|e| e.event)
+    .collect();
+    assert_eq!(heard, ["approval", "approval", "approved"]);
+    let records = store.audit_after(1, 10).await.unwrap();
+    assert_eq!(records[0].detail["approvals"], 1);
+    assert_eq!(records[0].detail["needed"], 2);
+    assert_eq!(records[1].detail["approvals_withdrawn"][0], "alice");
+    assert_eq!(store.verify_audit().await.unwrap(), 4);
+
+    // Any dismissal ends it, even after an approval.
+    let mut three = hold(store, "a", 2, 60);
+    three.approvals_needed = 3;
+    let h = new_hold(store, three).await;
+    store.approve(&h.id, "alice", None, None).await.unwrap();
+    let dismissed = store.dismiss(&h.id, "carol", None).await.unwrap();
+    assert_eq!(dismissed.state, State::Dismissed);
+    assert!(matches!(
+        store.approve(&h.id, "bob", None, None).await,
+        Err(StoreError::NotPending(State::Dismissed))
+    ));
+}
 
 async fn the_pending_cap_counts_each_agent_and_frees_a_place_on_every_way_out(kind: Kind) {
     let now = Arc::new(AtomicI64::new(jiff::Timestamp::now().as_millisecond()));

@@ -46,6 +46,8 @@ pub fn pending_hold(i: u64) -> Hold {
         backup: Vec::new(),
         escalate_at: None,
         escalated_at: None,
+        approvals_needed: 1,
+        approvals: Vec::new(),
     }
 }
 

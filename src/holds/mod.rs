@@ -165,6 +165,24 @@ pub struct Hold {
     pub escalate_at: Option<jiff::Timestamp>,
     #[serde(default)]
     pub escalated_at: Option<jiff::Timestamp>,
+    /// How many distinct reviewers must approve (the rule's `approvals`).
+    #[serde(default = "one")]
+    pub approvals_needed: u32,
+    /// Who approved so far, in order.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One reviewer's approval of a hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: jiff::Timestamp,
+    pub note: Option<String>,
 }
 
 impl Hold {

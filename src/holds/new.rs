@@ -40,6 +40,8 @@ pub struct NewHold {
     pub headers: Vec<(String, String)>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
+    /// How many distinct reviewers must approve (at least 1).
+    pub approvals: u32,
 }
 
 impl NewHold {
@@ -87,6 +89,8 @@ impl NewHold {
             backup: self.backup,
             escalate_at: escalate_at(now, expires_at, self.escalate_after),
             escalated_at: None,
+            approvals_needed: self.approvals.max(1),
+            approvals: Vec::new(),
         }
     }
 }
@@ -143,6 +147,7 @@ mod tests {
             headers: vec![("content-type".into(), "application/json".into())],
             content_type: Some("application/json".into()),
             idempotency_key: None,
+            approvals: 1,
         }
     }
 

@@ -44,6 +44,9 @@ pub enum StoreError {
     NotPending(State),
     #[error("this rule does not allow editing the body")]
     NotEditable,
+    /// This reviewer's approval is already counted; another must approve.
+    #[error("you already approved this hold; it needs {needed} approvals from different reviewers")]
+    AlreadyApproved { needed: u32 },
     /// The agent reused an idempotency key for a different request.
     #[error("the idempotency key was already used for a different request")]
     IdempotencyKeyReused,
@@ -69,8 +72,9 @@ pub struct HoldEvent {
 }
 
 /// Every event name an audit record may carry.
-pub const EVENTS: [&str; 8] = [
+pub const EVENTS: [&str; 9] = [
     "held",
+    "approval",
     "approved",
     "dismissed",
     "expired",
@@ -121,17 +125,25 @@ impl Decision {
         }
     }
 
-    /// Applies what the decision carries to the hold (all but the body,
-    /// which `body_before` is the stored one of); the audit detail.
+    /// Applies what the decision carries to a pending hold (all but the
+    /// body, which `body_before` is the stored one of): the event and the
+    /// audit detail. An approval short of the rule's quorum leaves the hold
+    /// pending (`approval`); the one that completes it approves it. The
+    /// same reviewer is counted once; an edited body needs everyone's
+    /// approval again, since earlier approvals were of another text.
     pub(super) fn apply(
         &self,
         hold: &mut Hold,
         who: &str,
         now: jiff::Timestamp,
         body_before: Option<&[u8]>,
-    ) -> serde_json::Value {
+    ) -> Result<(&'static str, serde_json::Value), StoreError> {
+        let needed = hold.approvals_needed.max(1);
         let detail = match self {
             Decision::Approve { note, edited } => {
+                if hold.approvals.iter().any(|a| a.by == who) {
+                    return Err(StoreError::AlreadyApproved { needed });
+                }
                 let mut detail = serde_json::json!({ "note": note, "edited": edited.is_some() });
                 if let Some(body) = edited {
                     detail["body_sha256_before"] =
@@ -143,6 +155,28 @@ impl Decision {
                     // sent as that text, not under the original coding.
                     hold.headers
                         .retain(|(k, _)| !k.eq_ignore_ascii_case("content-encoding"));
+                    if !hold.approvals.is_empty() {
+                        detail["approvals_withdrawn"] = hold
+                            .approvals
+                            .iter()
+                            .map(|a| a.by.clone())
+                            .collect::<Vec<_>>()
+                            .into();
+                        hold.approvals.clear();
+                    }
+                }
+                hold.approvals.push(super::Approval {
+                    by: who.to_owned(),
+                    at: now,
+                    note: note.clone(),
+                });
+                let count = u32::try_from(hold.approvals.len()).unwrap_or(u32::MAX);
+                if needed > 1 {
+                    detail["approvals"] = count.into();
+                    detail["needed"] = needed.into();
+                }
+                if count < needed {
+                    return Ok(("approval", detail));
                 }
                 hold.note = note.clone();
                 detail
@@ -155,7 +189,7 @@ impl Decision {
         hold.state = self.state();
         hold.decided_at = Some(now);
         hold.decided_by = Some(who.to_owned());
-        detail
+        Ok((hold.state.as_str(), detail))
     }
 
     /// The body that replaces the stored one.

@@ -329,7 +329,12 @@ impl Notifier {
         };
         match event {
             message::HELD => owners.iter().collect(),
-            message::ESCALATED => hold.backup.iter().collect(),
+            // Whoever already approved (short of a quorum) is not asked again.
+            message::ESCALATED => hold
+                .backup
+                .iter()
+                .filter(|b| !hold.approvals.iter().any(|a| &a.by == *b))
+                .collect(),
             message::DECIDED | message::EXPIRED => {
                 let mut people: Vec<&String> = owners.iter().collect();
                 if hold.escalated_at.is_some() {

@@ -139,6 +139,7 @@ pub async fn hold(
             .collect(),
         content_type: header_text(&parts, &header::CONTENT_TYPE),
         idempotency_key,
+        approvals: rule.map_or(1, |r| r.approvals),
     }
     .into_hold(&body, now, &holding.business_hours);
     // Listen before storing, so a decision made at once is not missed.

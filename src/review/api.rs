@@ -50,7 +50,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         let status = match &e {
             StoreError::NotFound => StatusCode::NOT_FOUND,
-            StoreError::NotPending(_) => StatusCode::CONFLICT,
+            StoreError::NotPending(_) | StoreError::AlreadyApproved { .. } => StatusCode::CONFLICT,
             StoreError::NotEditable => StatusCode::BAD_REQUEST,
             StoreError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             StoreError::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -165,6 +165,8 @@ pub fn view(hold: &Hold, body: Option<&[u8]>, preview: Option<usize>) -> Value {
         "note": hold.note,
         "reason": hold.reason,
         "edited": hold.edited,
+        "approvals_needed": hold.approvals_needed,
+        "approvals": hold.approvals,
         "request": {
             "headers": headers,
             "body": body_text,
@@ -337,7 +339,10 @@ async fn approve(
         .store
         .approve(&id, &caller.name, req.note, edited)
         .await?;
-    state.releaser.spawn(hold.id.clone());
+    // Short of the rule's quorum the hold stays pending: nothing to send.
+    if hold.state == HoldState::Approved {
+        state.releaser.spawn(hold.id.clone());
+    }
     Ok(axum::Json(view(&hold, None, None)).into_response())
 }
 

@@ -157,8 +157,12 @@ struct RawRule {
     max_wait: Option<Spanned<String>>,
     summary: Option<Spanned<String>>,
     allow_edit: Option<bool>,
+    approvals: Option<Spanned<i64>>,
     secret_headers: Option<Vec<Spanned<String>>>,
 }
+
+/// The most approvals a rule may ask for.
+const MAX_APPROVALS: u32 = 10;
 
 /// Turns byte offsets into the locations people read.
 struct Source<'a> {
@@ -362,6 +366,29 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
         ));
     }
 
+    let approvals_span = raw.approvals.as_ref().map(Spanned::span);
+    let approvals = match raw.approvals {
+        None => 1,
+        Some(n) => match u32::try_from(*n.get_ref()) {
+            Ok(k @ 1..=MAX_APPROVALS) => k,
+            _ => {
+                errors.push(src.error(
+                    n.span(),
+                    format!(
+                        "approvals must be a whole number from 1 to {MAX_APPROVALS}, got {}",
+                        n.get_ref()
+                    ),
+                ));
+                1
+            }
+        },
+    };
+    if let Some(span) = approvals_span.filter(|_| approvals > 1 && action != Some(Action::Review)) {
+        errors.push(src.error(
+            span,
+            "approvals is for reviewed rules (action = \"review\")",
+        ));
+    }
     let reviewers = names(src, raw.reviewers, "reviewer", &mut errors);
     let backup = names(src, raw.backup, "backup reviewer", &mut errors);
 
@@ -400,6 +427,7 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
             max_wait,
             summary,
             allow_edit: raw.allow_edit.unwrap_or(false),
+            approvals,
             secret_headers,
             location,
         }),
@@ -945,5 +973,31 @@ secret_headers = ["X-Api-Key"]
                 .starts_with(&format!("{}: cannot read", missing.display()))
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn approvals_are_for_reviewed_rules_and_between_one_and_ten() {
+        let base = "[[rule]]\nname = \"pay\"\nhost = [\"pay.test\"]\n";
+        let (rules, errors) = parse_rules(
+            "a.toml",
+            &format!("{base}action = \"review\"\napprovals = 2\n"),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rules[0].approvals, 2);
+        let (rules, _) = parse_rules("a.toml", &format!("{base}action = \"review\"\n"));
+        assert_eq!(rules[0].approvals, 1);
+        for bad in ["0", "11", "-1"] {
+            let (_, errors) = parse_rules(
+                "a.toml",
+                &format!("{base}action = \"review\"\napprovals = {bad}\n"),
+            );
+            assert!(errors[0].message.contains("from 1 to 10"), "{errors:?}");
+            assert_eq!(errors[0].location.line, 5);
+        }
+        let (_, errors) = parse_rules(
+            "a.toml",
+            &format!("{base}action = \"automatic\"\napprovals = 2\n"),
+        );
+        assert!(errors[0].message.contains("reviewed rules"), "{errors:?}");
     }
 }

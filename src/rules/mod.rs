@@ -142,6 +142,8 @@ pub struct Rule {
     pub max_wait: Option<Duration>,
     pub summary: Option<Summary>,
     pub allow_edit: bool,
+    /// How many distinct reviewers must approve a hold of this rule.
+    pub approvals: u32,
     /// Headers redacted and purged in addition to the usual credentials.
     pub secret_headers: Vec<http::HeaderName>,
     /// Where the `[[rule]]` table starts.

@@ -281,9 +281,8 @@ impl Lifecycle for PgStore {
             }
             None => None,
         };
-        let detail = decision.apply(&mut hold, who, now, before.as_deref());
+        let (event, detail) = decision.apply(&mut hold, who, now, before.as_deref())?;
         put(&tx, &mut hold).await?;
-        let event = hold.state.as_str();
         let record = append(&tx, &self.instance, now, event, &hold, who, detail).await?;
         tx.commit().await?;
         Ok((hold, record))

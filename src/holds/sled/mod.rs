@@ -64,6 +64,11 @@ fn decode_abort(reason: &str) -> StoreError {
                 soonest_expiry: None,
             },
         )
+    } else if let Some(needed) = reason.strip_prefix(ALREADY_APPROVED) {
+        needed.parse().map_or_else(
+            |_| StoreError::Corrupt(reason.into()),
+            |needed| StoreError::AlreadyApproved { needed },
+        )
     } else if let Some(state) = reason.strip_prefix("not pending: ") {
         State::parse(state).map_or_else(
             || StoreError::Corrupt(reason.into()),
@@ -76,6 +81,7 @@ fn decode_abort(reason: &str) -> StoreError {
 
 const IDEMPOTENCY_KEY_REUSED: &str = "idempotency key reused";
 const TOO_MANY_PENDING: &str = "too many pending: ";
+const ALREADY_APPROVED: &str = "already approved: ";
 const HEAD_KEY: &[u8] = b"audit_head";
 
 fn abort<T>(reason: impl Into<String>) -> ConflictableTransactionResult<T, String> {
@@ -570,7 +576,6 @@ impl Lifecycle for SledStore {
         now: jiff::Timestamp,
     ) -> Result<(Hold, Record), StoreError> {
         let key = id_key(id).ok_or(StoreError::NotFound)?;
-        let to = decision.state();
         let done = self.transact(|tx| {
             let Some(mut hold) = tx.get(&key)? else {
                 return abort("not found");
@@ -586,9 +591,15 @@ impl Lifecycle for SledStore {
                 }
                 None => None,
             };
-            let detail = decision.apply(&mut hold, who, now, before.as_deref());
+            let (event, detail) = match decision.apply(&mut hold, who, now, before.as_deref()) {
+                Ok(applied) => applied,
+                Err(StoreError::AlreadyApproved { needed }) => {
+                    return abort(format!("{ALREADY_APPROVED}{needed}"));
+                }
+                Err(e) => return abort(e.to_string()),
+            };
             tx.put(&mut hold, &key)?;
-            let record = tx.audit(now, to.as_str(), &hold, who, detail)?;
+            let record = tx.audit(now, event, &hold, who, detail)?;
             Ok((hold, record))
         })?;
         self.flush_now().await?;

@@ -163,6 +163,17 @@ function escalatedBadge() {
   return el('span', { class: 'badge-escalated', title: 'Still pending past its escalation time: the backup was told', text: 'escalated' });
 }
 
+/// "1 of 2 approvals · alice" for a rule that asks for more than one.
+function quorumText(h) {
+  const names = (h.approvals || []).map((a) => a.by).join(', ');
+  return `${(h.approvals || []).length} of ${h.approvals_needed} approvals${names ? ` · ${names}` : ''}`;
+}
+
+function refreshQuorum(c) {
+  const q = $('.quorum', c.el);
+  if (q) q.textContent = quorumText(c.hold);
+}
+
 function card(h) {
   const reason = el('input', { class: 'reason', type: 'text', placeholder: 'Reason (optional)', 'aria-label': 'Reason for dismissing' });
   const error = el('p', { class: 'error', role: 'alert', hidden: '' });
@@ -183,6 +194,7 @@ function card(h) {
         h.agent_label ? el('span', { class: 'unverified', title: 'A name the agent gave itself; airlock did not check it', text: ` · calls itself "${h.agent_label}" (unverified)` }) : null),
       el('span', { text: h.label && h.label !== h.trigger ? `rule ${h.rule} · ${h.label}` : `rule ${h.rule}` }),
       el('code', { text: target(h) }),
+      h.approvals_needed > 1 ? el('span', { class: 'quorum', text: quorumText(h) }) : null,
       countdown),
     renderAmbiguities(h),
     renderDraft(h),
@@ -256,13 +268,23 @@ async function decide(id, action, payload) {
   const error = $('.error', c.el);
   c.el.querySelectorAll('button').forEach((b) => { b.disabled = true; });
   const r = await api('POST', `/api/holds/${id}/${action}`, payload);
+  if (r.status === 200 && action === 'approve' && r.data && r.data.state === 'pending') {
+    // Short of the rule's quorum: it waits for another reviewer.
+    c.hold.approvals = r.data.approvals;
+    refreshQuorum(c);
+    c.el.querySelectorAll('button').forEach((b) => { b.disabled = b.classList.contains('approve') || b.classList.contains('edit'); });
+    notice(`“${c.hold.summary}” — your approval counted: ${quorumText(c.hold)}`);
+    return;
+  }
   if (r.status === 200) {
     remove(id, action === 'approve' ? 'approved by you' : 'dismissed by you');
     return;
   }
   c.el.querySelectorAll('button').forEach((b) => { b.disabled = false; });
   error.hidden = false;
-  if (r.status === 409) {
+  if (r.status === 409 && r.data && /already approved/.test(r.data.error || '')) {
+    error.textContent = r.data.error;
+  } else if (r.status === 409) {
     const now = await api('GET', `/api/holds/${id}`);
     const who = now.data && now.data.decided_by ? ` by ${now.data.decided_by}` : '';
     error.textContent = `Too late: this hold was already ${now.data ? now.data.state : 'decided'}${who}. Nothing was changed.`;
@@ -295,6 +317,16 @@ const NOTES = {
 
 function follow() {
   const es = new EventSource('/api/events');
+  es.addEventListener('approval', async (ev) => {
+    const e = JSON.parse(ev.data);
+    const c = cards.get(e.id);
+    if (!c) return;
+    const now = await api('GET', `/api/holds/${e.id}`);
+    if (now.data && now.data.approvals) {
+      c.hold.approvals = now.data.approvals;
+      refreshQuorum(c);
+    }
+  });
   es.addEventListener('held', async (ev) => {
     const e = JSON.parse(ev.data);
     if (cards.has(e.id)) return;
