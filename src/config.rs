@@ -77,6 +77,11 @@ pub struct ProxyConfig {
 pub struct ReviewConfig {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// A header an authenticating proxy in front sets to the signed-in
+    /// person's identity (`X-Forwarded-Email`), believed only from
+    /// `trusted_proxies`.
+    pub trusted_header: Option<http::HeaderName>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,9 +141,14 @@ pub struct Defaults {
 #[derive(Debug, Clone)]
 pub struct Reviewer {
     pub name: String,
-    pub token_sha256: [u8; 32],
+    /// The SHA-256 of the reviewer's bearer token; `None` for a reviewer
+    /// who only signs in through `[review] trusted_header`.
+    pub token_sha256: Option<[u8; 32]>,
     pub admin: bool,
     pub notify: Option<String>,
+    /// The identity `[review] trusted_header` carries for this reviewer,
+    /// lower-cased.
+    pub email: Option<String>,
 }
 
 /// An agent allowed through the proxy: `Proxy-Authorization: Basic
@@ -388,6 +398,8 @@ struct RawProxy {
 struct RawReview {
     listen: S<String>,
     public_url: S<String>,
+    trusted_header: S<String>,
+    trusted_proxies: S<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -434,10 +446,11 @@ struct RawBusinessHours {
 #[serde(deny_unknown_fields)]
 struct RawReviewer {
     name: Spanned<String>,
-    token_sha256: Spanned<String>,
+    token_sha256: S<String>,
     #[serde(default)]
     admin: bool,
     notify: S<String>,
+    email: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -759,7 +772,35 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
                 }
             },
         ),
+        trusted_header: b.scalar(
+            "review",
+            "trusted_header",
+            r.trusted_header,
+            None,
+            |s: String| {
+                http::HeaderName::from_bytes(s.trim().as_bytes())
+                    .map(Some)
+                    .map_err(|_| format!("{s:?} is not a header name"))
+            },
+        ),
+        trusted_proxies: b.list(
+            "review",
+            "trusted_proxies",
+            r.trusted_proxies,
+            Vec::new(),
+            |s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{s:?} is not an IP address or network (10.0.0.0/8)"))
+            },
+        ),
     };
+    if review.trusted_header.is_some() && review.trusted_proxies.is_empty() {
+        b.whole_file_error(
+            "[review] trusted_proxies",
+            "trusted_header needs trusted_proxies: a header anyone may send proves nothing",
+        );
+    }
     let url = b.scalar("store", "url", raw.store.url, None, |s: String| {
         store_url(s.trim()).map(Some)
     });
@@ -1135,16 +1176,35 @@ fn build_reviewer(b: &mut Builder<'_>, raw: Spanned<RawReviewer>) -> Option<Revi
         );
         return None;
     }
-    let token_span = raw.token_sha256.span();
-    let Some(token_sha256) = parse_sha256_hex(raw.token_sha256.get_ref()) else {
-        b.file_error(
-            token_span,
-            "[[reviewer]] token_sha256".into(),
-            format!(
-                "reviewer {name:?}: expected 64 hexadecimal characters (the SHA-256 of the token)"
-            ),
-        );
-        return None;
+    let email = raw
+        .email
+        .map(|e| e.into_inner().trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty());
+    let token_sha256 = match raw.token_sha256 {
+        Some(token) => {
+            let Some(hash) = parse_sha256_hex(token.get_ref()) else {
+                b.file_error(
+                    token.span(),
+                    "[[reviewer]] token_sha256".into(),
+                    format!(
+                        "reviewer {name:?}: expected 64 hexadecimal characters (the SHA-256 of the token)"
+                    ),
+                );
+                return None;
+            };
+            Some(hash)
+        }
+        None if email.is_some() => None,
+        None => {
+            b.file_error(
+                name_span,
+                "[[reviewer]] token_sha256".into(),
+                format!(
+                    "reviewer {name:?} needs a token_sha256, or an email to sign in with through [review] trusted_header"
+                ),
+            );
+            return None;
+        }
     };
     let notify = match raw.notify {
         Some(url) => {
@@ -1164,6 +1224,7 @@ fn build_reviewer(b: &mut Builder<'_>, raw: Spanned<RawReviewer>) -> Option<Revi
         token_sha256,
         admin: raw.admin,
         notify,
+        email,
     })
 }
 

@@ -296,6 +296,7 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
             let leaves = leaves.clone();
             crate::review::LeafStats(Arc::new(move || leaves.stats()))
         },
+        trusted_header: trusted_header(config),
     }));
     let notifier = crate::notify::Notifier::new(
         config,
@@ -419,6 +420,7 @@ async fn start_review(
         secure_cookies: url.starts_with("https://"),
         metrics: metrics.clone(),
         leaf_stats: crate::review::LeafStats(Arc::new(|| (0, 0))),
+        trusted_header: trusted_header(config),
     }));
     let notifier =
         crate::notify::Notifier::new(config, store.clone(), upstream, url, metrics.clone());
@@ -450,17 +452,32 @@ async fn start_review(
     })
 }
 
+/// `[review] trusted_header` and its trusted peers, when configured.
+fn trusted_header(config: &Config) -> Option<crate::review::auth::TrustedHeader> {
+    config
+        .review
+        .trusted_header
+        .clone()
+        .map(|header| crate::review::auth::TrustedHeader {
+            header,
+            proxies: config.review.trusted_proxies.clone(),
+        })
+}
+
 /// Serves the review API until shutdown begins.
 async fn serve_review(
     listener: TcpListener,
     review: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    let served = axum::serve(listener, review)
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await;
+    let served = axum::serve(
+        listener,
+        review.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    })
+    .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "review server failed");
     }
@@ -540,9 +557,10 @@ async fn reviewers(
     };
     Ok(vec![Reviewer {
         name: "admin".into(),
-        token_sha256: hash,
+        token_sha256: Some(hash),
         admin: true,
         notify: None,
+        email: None,
     }])
 }
 

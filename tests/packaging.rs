@@ -121,6 +121,33 @@ fn the_transparent_example_matches_the_schemas_and_keeps_privileges_to_its_init(
     assert!(text.contains("{ name: AIRLOCK_UID, value: \"10001\" }"));
 }
 
+#[test]
+fn the_sign_in_example_validates_and_its_configuration_trusts_only_loopback() {
+    let files = manifests("examples/kubernetes/sso");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (ok, out) = validate(&[files[0].as_str()]);
+    assert!(ok, "{out}");
+    assert_a_misspelt_field_fails(
+        "examples/kubernetes/sso/review-oauth2-proxy.yaml",
+        "targetPort: http",
+    );
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let config = airlock::config::Config::parse(
+        "sso airlock.toml",
+        &block(&text, "airlock.toml"),
+        &airlock::config::Env::from_pairs([("AIRLOCK_STORE_URL", "postgres://a:b@db/airlock")]),
+    )
+    .unwrap();
+    assert_eq!(
+        config.review.trusted_header.as_ref().map(|h| h.as_str()),
+        Some("x-forwarded-email")
+    );
+    assert_eq!(config.review.trusted_proxies.len(), 1);
+    assert!(config.review.trusted_proxies[0].contains(&std::net::IpAddr::from([127, 0, 0, 1])));
+    assert!(config.reviewers.iter().all(|r| r.email.is_some()));
+    assert!(text.contains("--upstream=http://127.0.0.1:3129"));
+}
+
 /// The `key: |` block scalar under `key` in a manifest, unindented.
 fn block(text: &str, key: &str) -> String {
     let mut lines = text.lines().skip_while(|l| l.trim() != format!("{key}: |"));

@@ -37,6 +37,8 @@ pub struct ReviewState {
     pub secure_cookies: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub leaf_stats: LeafStats,
+    /// `[review] trusted_header` and the peers it is believed from.
+    pub trusted_header: Option<auth::TrustedHeader>,
 }
 
 /// Leaf-certificate cache (hits, misses), read at scrape time: the review

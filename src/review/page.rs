@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, StatusCode};
@@ -45,10 +45,38 @@ pub struct TokenQuery {
 
 /// `GET /`: the page; with `?token=…`, a login that lands back on `/`
 /// without the token in the address bar or history.
-pub async fn index(State(state): State<Arc<ReviewState>>, Query(q): Query<TokenQuery>) -> Response {
-    match q.token {
-        Some(token) => login_with(&state, &token).await,
-        None => (page_headers("text/html; charset=utf-8"), Html(INDEX)).into_response(),
+/// Signed in by a trusted proxy's header, the page gets a session of its
+/// own (and so a CSRF token) for that reviewer, unless it has one already.
+pub async fn index(
+    State(state): State<Arc<ReviewState>>,
+    Query(q): Query<TokenQuery>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(token) = q.token {
+        return login_with(&state, &token).await;
+    }
+    let mut res = (page_headers("text/html; charset=utf-8"), Html(INDEX)).into_response();
+    let Some(caller) = super::auth::signed_in_by_header(&state, &headers, Some(peer)) else {
+        return res;
+    };
+    let current = match session::cookie(&headers) {
+        Some(sid) => session::lookup(&state.store, &sid).await,
+        None => None,
+    };
+    if current.is_some_and(|s| s.reviewer == caller.name) {
+        return res;
+    }
+    match session::create(&state.store, &caller).await {
+        Ok(sid) => {
+            if let Ok(v) =
+                http::HeaderValue::from_str(&session::set_cookie(Some(&sid), state.secure_cookies))
+            {
+                res.headers_mut().insert(SET_COOKIE, v);
+            }
+            res
+        }
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
