@@ -42,6 +42,7 @@ pub struct Config {
     pub agents: Vec<Agent>,
     pub notify: Vec<NotifySink>,
     pub credentials: Vec<CredentialConfig>,
+    pub slack: Option<SlackConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +150,8 @@ pub struct Reviewer {
     /// The identity `[review] trusted_header` carries for this reviewer,
     /// lower-cased.
     pub email: Option<String>,
+    /// Who this reviewer is in Slack (`U0123ABCD`), for clicks on buttons.
+    pub slack_user: Option<String>,
 }
 
 /// An agent allowed through the proxy: `Proxy-Authorization: Basic
@@ -205,6 +208,23 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.ct_eq(b))
+}
+
+/// Two texts compared in time that depends on their lengths only.
+pub fn same_text(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// `[slack]`: the Slack app that posts holds with buttons and takes clicks.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub bot_token: Secret,
+    pub signing_secret: Secret,
+    /// Where a hold's message goes unless its rule names `slack_channel`.
+    pub channel: Option<String>,
+    /// The Web API's base URL (tests point it elsewhere).
+    pub api_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,6 +384,18 @@ struct RawConfig {
     notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
     credential: Vec<Spanned<RawCredential>>,
+    slack: Option<Spanned<RawSlack>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    bot_token_file: Option<String>,
+    bot_token_env: Option<String>,
+    signing_secret_file: Option<String>,
+    signing_secret_env: Option<String>,
+    channel: Option<String>,
+    api_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -451,6 +483,7 @@ struct RawReviewer {
     admin: bool,
     notify: S<String>,
     email: S<String>,
+    slack_user: S<String>,
 }
 
 #[derive(Deserialize)]
@@ -971,6 +1004,7 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
             agents.push(agent);
         }
     }
+    let slack = raw.slack.and_then(|s| build_slack(b, s));
     let mut credentials: Vec<CredentialConfig> = Vec::new();
     for raw in raw.credential {
         if let Some(c) = build_credential(b, raw, &credentials) {
@@ -1005,6 +1039,60 @@ fn build(b: &mut Builder<'_>, raw: RawConfig) -> Config {
         agents,
         notify,
         credentials,
+        slack,
+    }
+}
+
+/// A secret from a file (read whole, less one trailing newline) or an
+/// environment variable of this process; the error never holds the value.
+fn secret_from(file: Option<&str>, env: Option<&str>, what: &str) -> Result<Secret, String> {
+    let value = match (file, env) {
+        (Some(path), None) => read_secret_file(Path::new(path))
+            .map_err(|e| format!("{what}: cannot read {path}: {e}"))?,
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("{what}: {var} is not set in the environment"))?,
+        _ => return Err(format!("set exactly one of {what}_file and {what}_env")),
+    };
+    if value.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(Secret::new(value))
+}
+
+fn build_slack(b: &mut Builder<'_>, raw: Spanned<RawSlack>) -> Option<SlackConfig> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let bot_token = secret_from(
+        raw.bot_token_file.as_deref(),
+        raw.bot_token_env.as_deref(),
+        "bot_token",
+    );
+    let signing_secret = secret_from(
+        raw.signing_secret_file.as_deref(),
+        raw.signing_secret_env.as_deref(),
+        "signing_secret",
+    );
+    let api_url = match raw.api_url {
+        Some(url) => match parse_url(url) {
+            Ok(u) => u.trim_end_matches('/').to_owned(),
+            Err(e) => {
+                b.file_error(span, "[slack] api_url".into(), e);
+                return None;
+            }
+        },
+        None => "https://slack.com/api".to_owned(),
+    };
+    match (bot_token, signing_secret) {
+        (Ok(bot_token), Ok(signing_secret)) => Some(SlackConfig {
+            bot_token,
+            signing_secret,
+            channel: raw.channel.filter(|c| !c.is_empty()),
+            api_url,
+        }),
+        (Err(e), _) | (_, Err(e)) => {
+            b.file_error(span, "[slack]".into(), e);
+            None
+        }
     }
 }
 
@@ -1225,6 +1313,10 @@ fn build_reviewer(b: &mut Builder<'_>, raw: Spanned<RawReviewer>) -> Option<Revi
         admin: raw.admin,
         notify,
         email,
+        slack_user: raw
+            .slack_user
+            .map(Spanned::into_inner)
+            .filter(|u| !u.is_empty()),
     })
 }
 

@@ -10,7 +10,8 @@
 //! [`tls`] mints the certificates interception needs; [`reload`] swaps the
 //! rule set in force; [`notify`] tells reviewers from the audit log;
 //! [`report`] and [`metrics`] read figures; [`window`] is time as rules
-//! write it; [`error`] maps proxy errors to statuses; [`config`] reads
+//! write it; [`slack`] talks to the Slack app's Web API and checks its
+//! signatures; [`error`] maps proxy errors to statuses; [`config`] reads
 //! `airlock.toml`; [`credentials`] sets the secrets agents never hold on
 //! requests going upstream; [`commands`] implements the command line that `main.rs`
 //! parses. `docs/ARCHITECTURE.md` has the map, who owns which state, and
@@ -30,6 +31,7 @@ pub mod report;
 pub mod review;
 pub mod rules;
 pub mod server;
+pub mod slack;
 pub mod tls;
 pub mod upstream;
 pub mod window;

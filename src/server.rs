@@ -297,6 +297,10 @@ pub async fn start_as(config: &Config, clock: Clock, role: Role) -> Result<Runni
             crate::review::LeafStats(Arc::new(move || leaves.stats()))
         },
         trusted_header: trusted_header(config),
+        slack: config
+            .slack
+            .clone()
+            .map(|c| crate::slack::Slack::new(c, upstream.clone())),
     }));
     let notifier = crate::notify::Notifier::new(
         config,
@@ -421,6 +425,10 @@ async fn start_review(
         metrics: metrics.clone(),
         leaf_stats: crate::review::LeafStats(Arc::new(|| (0, 0))),
         trusted_header: trusted_header(config),
+        slack: config
+            .slack
+            .clone()
+            .map(|c| crate::slack::Slack::new(c, upstream.clone())),
     }));
     let notifier =
         crate::notify::Notifier::new(config, store.clone(), upstream, url, metrics.clone());
@@ -561,6 +569,7 @@ async fn reviewers(
         admin: true,
         notify: None,
         email: None,
+        slack_user: None,
     }])
 }
 

@@ -99,6 +99,7 @@ fn hold(store: &Store, agent: &str, n: u32, window_secs: i64) -> Hold {
         escalated_at: None,
         approvals_needed: 1,
         approvals: Vec::new(),
+        slack_channel: None,
     }
 }
 

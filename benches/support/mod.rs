@@ -48,6 +48,7 @@ pub fn pending_hold(i: u64) -> Hold {
         escalated_at: None,
         approvals_needed: 1,
         approvals: Vec::new(),
+        slack_channel: None,
     }
 }
 

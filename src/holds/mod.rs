@@ -171,6 +171,9 @@ pub struct Hold {
     /// Who approved so far, in order.
     #[serde(default)]
     pub approvals: Vec<Approval>,
+    /// Where the Slack app posts this hold (the rule's `slack_channel`).
+    #[serde(default)]
+    pub slack_channel: Option<String>,
 }
 
 fn one() -> u32 {

@@ -42,6 +42,7 @@ pub struct NewHold {
     pub idempotency_key: Option<String>,
     /// How many distinct reviewers must approve (at least 1).
     pub approvals: u32,
+    pub slack_channel: Option<String>,
 }
 
 impl NewHold {
@@ -91,6 +92,7 @@ impl NewHold {
             escalated_at: None,
             approvals_needed: self.approvals.max(1),
             approvals: Vec::new(),
+            slack_channel: self.slack_channel,
         }
     }
 }
@@ -148,6 +150,7 @@ mod tests {
             content_type: Some("application/json".into()),
             idempotency_key: None,
             approvals: 1,
+            slack_channel: None,
         }
     }
 

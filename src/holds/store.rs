@@ -22,6 +22,7 @@ use super::audit::{Record, VerifyError};
 use super::postgres::PgStore;
 use super::sled::SledStore;
 use super::{Hold, State, StoredResponse};
+pub use crate::slack::MessageRef;
 
 /// Where "now" comes from: the system clock, or a test's.
 pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
@@ -111,9 +112,13 @@ pub enum Decision {
         note: Option<String>,
         /// A replacement body (the rule allows editing).
         edited: Option<Bytes>,
+        /// Where the decision was made, when not the page or the API
+        /// (`slack:U0123ABCD`), for the audit record.
+        via: Option<String>,
     },
     Dismiss {
         reason: Option<String>,
+        via: Option<String>,
     },
 }
 
@@ -140,7 +145,7 @@ impl Decision {
     ) -> Result<(&'static str, serde_json::Value), StoreError> {
         let needed = hold.approvals_needed.max(1);
         let detail = match self {
-            Decision::Approve { note, edited } => {
+            Decision::Approve { note, edited, .. } => {
                 if hold.approvals.iter().any(|a| a.by == who) {
                     return Err(StoreError::AlreadyApproved { needed });
                 }
@@ -176,16 +181,25 @@ impl Decision {
                     detail["needed"] = needed.into();
                 }
                 if count < needed {
+                    if let Decision::Approve { via: Some(via), .. } = self {
+                        detail["via"] = via.clone().into();
+                    }
                     return Ok(("approval", detail));
                 }
                 hold.note = note.clone();
                 detail
             }
-            Decision::Dismiss { reason } => {
+            Decision::Dismiss { reason, .. } => {
                 hold.reason = reason.clone();
                 serde_json::json!({ "reason": reason })
             }
         };
+        let mut detail = detail;
+        if let Decision::Approve { via: Some(via), .. } | Decision::Dismiss { via: Some(via), .. } =
+            self
+        {
+            detail["via"] = via.clone().into();
+        }
         hold.state = self.state();
         hold.decided_at = Some(now);
         hold.decided_by = Some(who.to_owned());
@@ -511,6 +525,10 @@ pub(crate) trait Records {
     /// Stores the hash unless one is stored already (instances starting
     /// together agree on one); the hash stored.
     async fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<[u8; 32], StoreError>;
+    /// The Slack messages posted about a hold.
+    async fn slack_messages(&self, hold: &str) -> Result<Vec<MessageRef>, StoreError>;
+    /// Remembers a Slack message posted about a hold (once).
+    async fn add_slack_message(&self, hold: &str, message: &MessageRef) -> Result<(), StoreError>;
 }
 
 /// The backend behind a [`Store`].
@@ -721,8 +739,50 @@ impl Store {
         note: Option<String>,
         edited: Option<Bytes>,
     ) -> Result<Hold, StoreError> {
-        self.decide(id, who, Decision::Approve { note, edited })
-            .await
+        self.decide(
+            id,
+            who,
+            Decision::Approve {
+                note,
+                edited,
+                via: None,
+            },
+        )
+        .await
+    }
+
+    /// [`Store::approve`] made elsewhere than the page or the API, as
+    /// `via` (`slack:U0123ABCD`) records.
+    pub async fn approve_via(&self, id: &str, who: &str, via: String) -> Result<Hold, StoreError> {
+        self.decide(
+            id,
+            who,
+            Decision::Approve {
+                note: None,
+                edited: None,
+                via: Some(via),
+            },
+        )
+        .await
+    }
+
+    /// [`Store::dismiss`] made elsewhere than the page or the API.
+    pub async fn dismiss_via(
+        &self,
+        id: &str,
+        who: &str,
+        reason: Option<String>,
+        via: String,
+    ) -> Result<Hold, StoreError> {
+        self.decide(
+            id,
+            who,
+            Decision::Dismiss {
+                reason,
+                via: Some(via),
+            },
+        )
+        .await
     }
 
     /// Pending → dismissed.
@@ -732,7 +792,8 @@ impl Store {
         who: &str,
         reason: Option<String>,
     ) -> Result<Hold, StoreError> {
-        self.decide(id, who, Decision::Dismiss { reason }).await
+        self.decide(id, who, Decision::Dismiss { reason, via: None })
+            .await
     }
 
     async fn decide(&self, id: &str, who: &str, decision: Decision) -> Result<Hold, StoreError> {
@@ -879,6 +940,20 @@ impl Store {
     /// Stores the hash unless one is stored already; the hash stored.
     pub async fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<[u8; 32], StoreError> {
         on!(self, b => b.set_admin_token_hash(hash).await)
+    }
+
+    /// The Slack messages posted about a hold.
+    pub async fn slack_messages(&self, hold: &str) -> Result<Vec<MessageRef>, StoreError> {
+        on!(self, b => b.slack_messages(hold).await)
+    }
+
+    /// Remembers a Slack message posted about a hold.
+    pub async fn add_slack_message(
+        &self,
+        hold: &str,
+        message: &MessageRef,
+    ) -> Result<(), StoreError> {
+        on!(self, b => b.add_slack_message(hold, message).await)
     }
 
     /// The last audit record already turned into notifications. On the

@@ -93,7 +93,24 @@ struct Delivery {
     max_attempts: u32,
     backoff_ms: u64,
     timeout_ms: u64,
+    /// A call to the Slack app's Web API instead of a webhook: its body is
+    /// made at attempt time from the hold as it is then.
+    #[serde(default)]
+    slack: Option<SlackCall>,
 }
+
+/// What a Slack app delivery does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum SlackCall {
+    /// Post the hold's message with its buttons.
+    Post,
+    /// Bring every message about the hold up to date.
+    Update,
+}
+
+/// The Slack app's receiver name in the outbox.
+const SLACK_APP: &str = "slack-app";
 
 /// Why an attempt failed, and whether trying again can help.
 struct Failure {
@@ -114,6 +131,8 @@ pub struct Notifier {
     public_url: String,
     metrics: Arc<Metrics>,
     wake: tokio::sync::Notify,
+    /// `[slack]`: the app that posts holds with buttons.
+    slack: Option<crate::slack::Slack>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -176,7 +195,12 @@ impl Notifier {
                 unmatched_owners.push(name.clone());
             }
         }
+        let slack = config
+            .slack
+            .clone()
+            .map(|c| crate::slack::Slack::new(c, upstream.clone()));
         Arc::new(Notifier {
+            slack,
             store,
             upstream,
             sinks: config.notify.iter().map(Target::from).collect(),
@@ -248,6 +272,47 @@ impl Notifier {
 
     /// Who hears of this record, and what each of them receives.
     async fn deliveries_for(&self, record: &Record) -> Result<Vec<Delivery>, StoreError> {
+        let mut out = self.slack_deliveries(record).await?;
+        out.extend(self.webhook_deliveries(record).await?);
+        Ok(out)
+    }
+
+    /// The Slack app's part: post when a hold is made, update on every
+    /// later step (a partial approval included).
+    async fn slack_deliveries(&self, record: &Record) -> Result<Vec<Delivery>, StoreError> {
+        let Some(slack) = &self.slack else {
+            return Ok(Vec::new());
+        };
+        let call = match record.event.as_str() {
+            "held" => SlackCall::Post,
+            "approval" | "approved" | "dismissed" | "expired" | "released" | "failed"
+            | "interrupted" => SlackCall::Update,
+            _ => return Ok(Vec::new()),
+        };
+        let Some(hold) = self.store.get(&record.hold).await? else {
+            return Ok(Vec::new());
+        };
+        if slack.channel_for(&hold).is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Delivery {
+            sink: SLACK_APP.to_owned(),
+            url: String::new(),
+            body: String::new(),
+            signature: None,
+            event: record.event.clone(),
+            hold: hold.id,
+            sequence: record.seq,
+            attempts: 0,
+            max_attempts: 12,
+            backoff_ms: 1000,
+            timeout_ms: 10_000,
+            slack: Some(call),
+        }])
+    }
+
+    /// The webhooks' part: `[[notify]]` sinks and personal hooks.
+    async fn webhook_deliveries(&self, record: &Record) -> Result<Vec<Delivery>, StoreError> {
         let Some(event) = message::event_of(&record.event) else {
             return Ok(Vec::new());
         };
@@ -310,6 +375,7 @@ impl Notifier {
                 max_attempts: t.retry.max_attempts,
                 backoff_ms: millis(t.retry.backoff),
                 timeout_ms: millis(t.retry.timeout),
+                slack: None,
             });
         }
         Ok(out)
@@ -504,7 +570,85 @@ impl Notifier {
         }
     }
 
+    /// One Slack Web API delivery, made from the hold as it is now.
+    async fn attempt_slack(&self, d: &Delivery, call: SlackCall) -> Result<(), Failure> {
+        let failed = |e: crate::slack::CallError| Failure {
+            message: e.message,
+            permanent: e.permanent,
+        };
+        let store_failed = |e: StoreError| Failure {
+            message: e.to_string(),
+            permanent: false,
+        };
+        let Some(slack) = &self.slack else {
+            return Err(Failure {
+                message: "[slack] is no longer configured".into(),
+                permanent: true,
+            });
+        };
+        let Some(hold) = self.store.get(&d.hold).await.map_err(store_failed)? else {
+            return Ok(());
+        };
+        let message = crate::slack::message(&hold, &self.public_url);
+        let posted = self
+            .store
+            .slack_messages(&hold.id)
+            .await
+            .map_err(store_failed)?;
+        match call {
+            SlackCall::Post => {
+                let Some(channel) = slack.channel_for(&hold) else {
+                    return Ok(());
+                };
+                // Posted already (an attempt that crashed after Slack took it).
+                if posted.iter().any(|m| m.channel == channel) {
+                    return Ok(());
+                }
+                let mut body = message;
+                body["channel"] = channel.into();
+                let answer = slack
+                    .call("chat.postMessage", &body)
+                    .await
+                    .map_err(failed)?;
+                let (Some(channel), Some(ts)) = (answer["channel"].as_str(), answer["ts"].as_str())
+                else {
+                    return Err(Failure {
+                        message: "Slack's answer to chat.postMessage has no channel and ts".into(),
+                        permanent: true,
+                    });
+                };
+                let posted = crate::slack::MessageRef {
+                    channel: channel.to_owned(),
+                    ts: ts.to_owned(),
+                };
+                self.store
+                    .add_slack_message(&hold.id, &posted)
+                    .await
+                    .map_err(store_failed)
+            }
+            SlackCall::Update => {
+                if posted.is_empty() {
+                    // The post may still be on its way: try again later.
+                    return Err(Failure {
+                        message: "no Slack message about this hold yet".into(),
+                        permanent: false,
+                    });
+                }
+                for m in posted {
+                    let mut body = message.clone();
+                    body["channel"] = m.channel.into();
+                    body["ts"] = m.ts.into();
+                    slack.call("chat.update", &body).await.map_err(failed)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     async fn attempt(&self, d: &Delivery, id: u64) -> Result<(), Failure> {
+        if let Some(call) = d.slack {
+            return self.attempt_slack(d, call).await;
+        }
         let retryable = |message: String| Failure {
             message,
             permanent: false,
@@ -642,6 +786,7 @@ mod tests {
             max_attempts: 12,
             backoff_ms: 2000,
             timeout_ms: 10_000,
+            slack: None,
         };
         let item = encode(&d).unwrap();
         assert_eq!(item.receiver, "reviewer:alice");

@@ -140,6 +140,7 @@ pub async fn hold(
         content_type: header_text(&parts, &header::CONTENT_TYPE),
         idempotency_key,
         approvals: rule.map_or(1, |r| r.approvals),
+        slack_channel: rule.and_then(|r| r.slack_channel.clone()),
     }
     .into_hold(&body, now, &holding.business_hours);
     // Listen before storing, so a decision made at once is not missed.

@@ -41,7 +41,7 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 }
@@ -94,6 +94,7 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/app.js", get(super::page::app_js))
         .route("/style.css", get(super::page::style))
         .route("/login", post(super::page::login))
+        .route("/slack/interactions", post(super::slack::interactions))
         .route("/logout", post(super::page::logout))
         .route("/api/session", get(super::page::whoami))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -181,6 +181,7 @@ mod tests {
             admin,
             notify: None,
             email: None,
+            slack_user: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod draft;
 pub mod events;
 pub mod page;
 pub mod session;
+pub mod slack;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct ReviewState {
     pub leaf_stats: LeafStats,
     /// `[review] trusted_header` and the peers it is believed from.
     pub trusted_header: Option<auth::TrustedHeader>,
+    /// `[slack]`: the app whose buttons decide.
+    pub slack: Option<crate::slack::Slack>,
 }
 
 /// Leaf-certificate cache (hits, misses), read at scrape time: the review

@@ -158,6 +158,7 @@ struct RawRule {
     summary: Option<Spanned<String>>,
     allow_edit: Option<bool>,
     approvals: Option<Spanned<i64>>,
+    slack_channel: Option<String>,
     secret_headers: Option<Vec<Spanned<String>>>,
 }
 
@@ -428,6 +429,7 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
             summary,
             allow_edit: raw.allow_edit.unwrap_or(false),
             approvals,
+            slack_channel: raw.slack_channel.filter(|c| !c.is_empty()),
             secret_headers,
             location,
         }),

@@ -144,6 +144,8 @@ pub struct Rule {
     pub allow_edit: bool,
     /// How many distinct reviewers must approve a hold of this rule.
     pub approvals: u32,
+    /// The Slack channel this rule's holds are posted to.
+    pub slack_channel: Option<String>,
     /// Headers redacted and purged in addition to the usual credentials.
     pub secret_headers: Vec<http::HeaderName>,
     /// Where the `[[rule]]` table starts.

@@ -6,7 +6,8 @@
 use super::PgStore;
 use crate::holds::audit::{self, Record, VerifyError};
 use crate::holds::store::{
-    AuditLog, Outbox, OutboxEntry, OutboxItem, OutboxKey, Records, Session, StoreError, Take,
+    AuditLog, MessageRef, Outbox, OutboxEntry, OutboxItem, OutboxKey, Records, Session, StoreError,
+    Take,
 };
 
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -232,6 +233,54 @@ impl Outbox for PgStore {
 }
 
 impl Records for PgStore {
+    async fn slack_messages(&self, hold: &str) -> Result<Vec<MessageRef>, StoreError> {
+        match self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT value FROM records WHERE key = $1",
+                &[&format!("slack:{hold}")],
+            )
+            .await?
+        {
+            Some(row) => {
+                serde_json::from_slice(row.get(0)).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Read, extend and write under the row's lock, so two instances
+    /// adding at once keep both.
+    async fn add_slack_message(&self, hold: &str, message: &MessageRef) -> Result<(), StoreError> {
+        let key = format!("slack:{hold}");
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO records (key, value) VALUES ($1, '\\x5b5d') ON CONFLICT (key) DO NOTHING",
+            &[&key],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                "SELECT value FROM records WHERE key = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await?;
+        let mut list: Vec<MessageRef> = serde_json::from_slice(row.get(0)).unwrap_or_default();
+        if !list.contains(message) {
+            list.push(message.clone());
+        }
+        let bytes = serde_json::to_vec(&list).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        tx.execute(
+            "UPDATE records SET value = $2 WHERE key = $1",
+            &[&key, &bytes],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn session_put(&self, sid_hash: &str, session: &Session) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.client()

@@ -10,7 +10,7 @@ use sled::transaction::ConflictableTransactionError;
 
 use super::SledStore;
 use crate::holds::store::{
-    Outbox, OutboxEntry, OutboxItem, OutboxKey, Records, Session, StoreError, Take,
+    MessageRef, Outbox, OutboxEntry, OutboxItem, OutboxKey, Records, Session, StoreError, Take,
 };
 
 const NOTIFY_CURSOR: &[u8] = b"notify_cursor";
@@ -150,7 +150,33 @@ impl Outbox for SledStore {
     }
 }
 
+fn slack_key(hold: &str) -> String {
+    format!("slack:{hold}")
+}
+
 impl Records for SledStore {
+    async fn slack_messages(&self, hold: &str) -> Result<Vec<MessageRef>, StoreError> {
+        match self.meta.get(slack_key(hold))? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn add_slack_message(&self, hold: &str, message: &MessageRef) -> Result<(), StoreError> {
+        self.meta.update_and_fetch(slack_key(hold), |old| {
+            let mut list: Vec<MessageRef> = old
+                .and_then(|v| serde_json::from_slice(v).ok())
+                .unwrap_or_default();
+            if !list.contains(message) {
+                list.push(message.clone());
+            }
+            serde_json::to_vec(&list)
+                .ok()
+                .or_else(|| old.map(<[u8]>::to_vec))
+        })?;
+        self.flush_now().await
+    }
+
     async fn session_put(&self, sid_hash: &str, session: &Session) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.meta.insert(session_key(sid_hash), bytes)?;
