@@ -631,3 +631,53 @@ async fn a_card_counts_approvals_toward_its_rules_quorum_live() {
     }
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test]
+async fn cards_past_the_first_screen_draw_their_draft_when_they_come_near() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), TestClock::new().clock()).await;
+    let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let mut ids = Vec::new();
+    // Under the default pending cap of 20 per agent; past the first screen's 12.
+    for i in 0..18 {
+        let res = agent
+            .post(format!("https://mail.test:{}/v3/mail/send", up.port()))
+            .header("content-type", "application/json")
+            .body(json!({"to": format!("client{i}@example.com"), "subject": "Hello"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        ids.push(common::hold_id(&res));
+    }
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/?token={}", a.review_url(), ROOT.1))
+        .await
+        .unwrap();
+    wait_for(&b, "body[data-ready=true]").await;
+    let cards = b.client.find_all(Locator::Css(".card")).await.unwrap();
+    assert_eq!(cards.len(), 18, "every card is in the queue");
+    // The last card, far below: its draft is drawn once it is near.
+    let last = ids.last().unwrap();
+    let card = format!(".card[data-id='{last}']");
+    b.client
+        .execute(
+            &format!("document.querySelector(\"{card}\").scrollIntoView();"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let draft = wait_for(&b, &format!("{card} .draft pre")).await;
+    assert!(
+        draft.text().await.unwrap().contains("client17@example.com"),
+        "the draft of the last card"
+    );
+    assert!(
+        b.client
+            .find_all(Locator::Css(&format!("{card} .draft-slot")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
