@@ -681,3 +681,108 @@ async fn cards_past_the_first_screen_draw_their_draft_when_they_come_near() {
             .is_empty()
     );
 }
+
+/// An authenticating proxy, as oauth2-proxy stands in front of the page:
+/// every request is forwarded to the review server from 127.0.0.2 (the
+/// trusted peer) with `X-Forwarded-Email` set to `email`, whatever the
+/// browser sent. The event stream is not proxied (the page works without).
+async fn signing_proxy(review: std::net::SocketAddr, email: &'static str) -> String {
+    let upstream = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let upstream = upstream.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            if parts.uri.path() == "/api/events" {
+                return axum::response::Response::builder()
+                    .status(404)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+            }
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let mut forward = upstream.request(
+                parts.method.clone(),
+                format!("http://{review}{}", parts.uri.path_and_query().unwrap()),
+            );
+            for (k, v) in &parts.headers {
+                if k != "host" && k != "x-forwarded-email" {
+                    forward = forward.header(k, v);
+                }
+            }
+            let res = forward
+                .header("x-forwarded-email", email)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let mut back = axum::response::Response::builder().status(res.status());
+            for (k, v) in res.headers() {
+                if k != "transfer-encoding" && k != "content-length" {
+                    back = back.header(k, v);
+                }
+            }
+            back.body(axum::body::Body::from(res.bytes().await.unwrap()))
+                .unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_reviewer_signed_in_by_the_proxy_decides_on_the_page() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "{}[[reviewer]]\nname = \"carol\"\nemail = \"carol@example.com\"\n",
+        reviewers_toml()
+    );
+    let mut config = common::write_config(dir.path(), &pki, RULES, "", &extra);
+    config.review.trusted_header = Some(http::HeaderName::from_static("x-forwarded-email"));
+    config.review.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    let running = airlock::server::start(&config).await.unwrap();
+    let ca = std::fs::read_to_string(dir.path().join("certs/ca.pem")).unwrap();
+    let res = client(&format!("http://{}", running.proxy_addr.unwrap()), &[&ca])
+        .post(format!("https://mail.test:{}/v3/mail/send", up.port()))
+        .header("content-type", "application/json")
+        .body(json!({"to": "ana@client.example", "subject": "Hello"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let id = common::hold_id(&res);
+    let front = signing_proxy(running.review_addr, "carol@example.com").await;
+
+    let b = browser().await;
+    // No token anywhere: the proxy's header signs carol in.
+    b.client.goto(&format!("{front}/")).await.unwrap();
+    wait_for(&b, "body[data-ready=true]").await;
+    let who = wait_for(&b, "#who").await.text().await.unwrap();
+    assert_eq!(who, "carol");
+    let card = format!(".card[data-id='{id}']");
+    wait_for(&b, &card).await;
+    b.client
+        .find(Locator::Css(&format!("{card} button.approve")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_gone(&b, &card).await;
+    for _ in 0..100 {
+        if up.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(up.count(), 1, "approved on the page, sent once");
+    let hold = running.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(hold.decided_by.as_deref(), Some("carol"));
+    running.shutdown().await;
+}
