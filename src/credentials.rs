@@ -40,13 +40,14 @@ pub enum CredentialError {
 #[derive(Debug, Default)]
 pub struct Credentials {
     list: Vec<Credential>,
-    hosts: GlobSet,
 }
 
 #[derive(Debug)]
 struct Credential {
     name: String,
     hosts: Vec<String>,
+    /// `hosts`, compiled: matched without allocating, per request.
+    matcher: GlobSet,
     header: HeaderName,
     value: String,
     source: SecretSource,
@@ -172,9 +173,9 @@ impl Credentials {
     /// The credentials a configuration names. Secrets in the environment
     /// are read now; secret files when first needed and when they change.
     pub fn new(configs: &[CredentialConfig]) -> Result<Credentials, String> {
-        let mut builder = globset::GlobSetBuilder::new();
         let mut list = Vec::with_capacity(configs.len());
         for c in configs {
+            let mut builder = globset::GlobSetBuilder::new();
             for host in &c.hosts {
                 builder.add(
                     crate::rules::host_glob(host)
@@ -194,9 +195,13 @@ impl Credentials {
             {
                 tracing::warn!(credential = %c.name, variable = %var, "credential secret not in the environment: requests to its hosts fail until it is");
             }
+            let matcher = builder
+                .build()
+                .map_err(|e| format!("[[credential]] {:?} hosts: {e}", c.name))?;
             list.push(Credential {
                 name: c.name.clone(),
                 hosts: c.hosts.clone(),
+                matcher,
                 header: c.header.clone(),
                 value: c.value.clone(),
                 source: c.source.clone(),
@@ -204,12 +209,7 @@ impl Credentials {
                 checked_ms: AtomicI64::new(i64::MIN),
             });
         }
-        // Globs are added in configuration order: a match's index names
-        // its credential.
-        let hosts = builder
-            .build()
-            .map_err(|e| format!("[[credential]] hosts: {e}"))?;
-        Ok(Credentials { list, hosts })
+        Ok(Credentials { list })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,19 +219,7 @@ impl Credentials {
     /// The credential for `host` (lower case, no port), if any: the first
     /// configured one that matches.
     fn find(&self, host: &str) -> Option<&Credential> {
-        if self.list.is_empty() {
-            return None;
-        }
-        let matched = self.hosts.matches(host);
-        let first = matched.into_iter().min()?;
-        let mut seen = 0;
-        for c in &self.list {
-            seen += c.hosts.len();
-            if first < seen {
-                return Some(c);
-            }
-        }
-        None
+        self.list.iter().find(|c| c.matcher.is_match(host))
     }
 
     /// Whether a credential applies to `host`: such a host is always

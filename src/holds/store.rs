@@ -136,7 +136,24 @@ impl Decision {
     /// pending (`approval`); the one that completes it approves it. The
     /// same reviewer is counted once; an edited body needs everyone's
     /// approval again, since earlier approvals were of another text.
+    /// Where the decision was made is recorded in the detail as `via`.
     pub(super) fn apply(
+        &self,
+        hold: &mut Hold,
+        who: &str,
+        now: jiff::Timestamp,
+        body_before: Option<&[u8]>,
+    ) -> Result<(&'static str, serde_json::Value), StoreError> {
+        let (event, mut detail) = self.applied(hold, who, now, body_before)?;
+        if let Decision::Approve { via: Some(via), .. } | Decision::Dismiss { via: Some(via), .. } =
+            self
+        {
+            detail["via"] = via.clone().into();
+        }
+        Ok((event, detail))
+    }
+
+    fn applied(
         &self,
         hold: &mut Hold,
         who: &str,
@@ -181,9 +198,6 @@ impl Decision {
                     detail["needed"] = needed.into();
                 }
                 if count < needed {
-                    if let Decision::Approve { via: Some(via), .. } = self {
-                        detail["via"] = via.clone().into();
-                    }
                     return Ok(("approval", detail));
                 }
                 hold.note = note.clone();
@@ -194,12 +208,6 @@ impl Decision {
                 serde_json::json!({ "reason": reason })
             }
         };
-        let mut detail = detail;
-        if let Decision::Approve { via: Some(via), .. } | Decision::Dismiss { via: Some(via), .. } =
-            self
-        {
-            detail["via"] = via.clone().into();
-        }
         hold.state = self.state();
         hold.decided_at = Some(now);
         hold.decided_by = Some(who.to_owned());

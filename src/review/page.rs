@@ -56,7 +56,7 @@ pub async fn index(
     if let Some(token) = q.token {
         return login_with(&state, &token).await;
     }
-    let mut res = (page_headers("text/html; charset=utf-8"), Html(INDEX)).into_response();
+    let res = (page_headers("text/html; charset=utf-8"), Html(INDEX)).into_response();
     let Some(caller) = super::auth::signed_in_by_header(&state, &headers, Some(peer)) else {
         return res;
     };
@@ -67,17 +67,7 @@ pub async fn index(
     if current.is_some_and(|s| s.reviewer == caller.name) {
         return res;
     }
-    match session::create(&state.store, &caller).await {
-        Ok(sid) => {
-            if let Ok(v) =
-                http::HeaderValue::from_str(&session::set_cookie(Some(&sid), state.secure_cookies))
-            {
-                res.headers_mut().insert(SET_COOKIE, v);
-            }
-            res
-        }
-        Err(e) => ApiError::from(e).into_response(),
-    }
+    with_new_session(&state, &caller, res).await
 }
 
 pub async fn app_js() -> Response {
@@ -104,15 +94,20 @@ async fn login_with(state: &ReviewState, token: &str) -> Response {
         *res.status_mut() = StatusCode::UNAUTHORIZED;
         return res;
     };
-    match session::create(&state.store, &caller).await {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    res.headers_mut()
+        .insert(LOCATION, http::HeaderValue::from_static("/"));
+    with_new_session(state, &caller, res).await
+}
+
+/// `res` with a new page session for `caller` in its cookie.
+async fn with_new_session(state: &ReviewState, caller: &Caller, mut res: Response) -> Response {
+    match session::create(&state.store, caller).await {
         Ok(sid) => {
-            let mut res = StatusCode::SEE_OTHER.into_response();
-            let h = res.headers_mut();
-            h.insert(LOCATION, http::HeaderValue::from_static("/"));
             if let Ok(v) =
                 http::HeaderValue::from_str(&session::set_cookie(Some(&sid), state.secure_cookies))
             {
-                h.insert(SET_COOKIE, v);
+                res.headers_mut().insert(SET_COOKIE, v);
             }
             res
         }
