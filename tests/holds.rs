@@ -511,6 +511,51 @@ async fn many_agents_holding_at_once_are_all_answered() {
 }
 
 #[tokio::test]
+async fn a_list_carries_the_preview_it_asks_for_and_says_when_a_body_is_cut() {
+    let (_pki, up, a, api, _) = setup().await;
+    let long = format!(r#"{{"to":"c@example.com","text":"{}"}}"#, "x".repeat(5000));
+    let id = common::hold_id(&send_mail(&a, up.port(), &long).await);
+    let short = common::hold_id(&send_mail(&a, up.port(), MAIL).await);
+    let find = |list: &serde_json::Value, id: &str| {
+        list["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == id)
+            .unwrap()["request"]
+            .clone()
+    };
+    let full = api.get("/api/holds?state=pending", ALICE.1).await;
+    assert_eq!(find(&full, &id)["body"], long.as_str());
+    assert_eq!(find(&full, &id)["body_truncated"], false);
+    let cut = api
+        .get("/api/holds?state=pending&preview=2048", ALICE.1)
+        .await;
+    let req = find(&cut, &id);
+    assert_eq!(req["body"].as_str().unwrap(), &long[..2048]);
+    assert_eq!(req["body_truncated"], true);
+    assert_eq!(req["body_size"], long.len());
+    assert_eq!(find(&cut, &short)["body"], MAIL, "a short body is whole");
+    assert_eq!(find(&cut, &short)["body_truncated"], false);
+    // More than the default is the default; the whole hold is one GET away.
+    let big = api
+        .get("/api/holds?state=pending&preview=99999999", ALICE.1)
+        .await;
+    assert_eq!(find(&big, &id)["body"], long.as_str());
+    let one = api.get(&format!("/api/holds/{id}"), ALICE.1).await;
+    assert_eq!(one["request"]["body"], long.as_str());
+    assert_eq!(one["request"]["body_truncated"], false);
+    let bad = reqwest::Client::new()
+        .get(format!("{}/api/holds?preview=lots", a.review_url()))
+        .bearer_auth(ALICE.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    a.stop().await;
+}
+
+#[tokio::test]
 async fn stats_count_outcomes_and_decision_times_per_rule() {
     let (_pki, up, a, api, clock) = setup().await;
     let mut ids = Vec::new();

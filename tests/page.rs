@@ -640,11 +640,21 @@ async fn cards_past_the_first_screen_draw_their_draft_when_they_come_near() {
     let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
     let mut ids = Vec::new();
     // Under the default pending cap of 20 per agent; past the first screen's 12.
+    // The last one's body is longer than the whole list's preview: its
+    // draft is read whole when it is shown.
     for i in 0..18 {
+        let text = if i == 17 {
+            format!("{}THE END", "words ".repeat(600))
+        } else {
+            "Hi".into()
+        };
         let res = agent
             .post(format!("https://mail.test:{}/v3/mail/send", up.port()))
             .header("content-type", "application/json")
-            .body(json!({"to": format!("client{i}@example.com"), "subject": "Hello"}).to_string())
+            .body(
+                json!({"to": format!("client{i}@example.com"), "subject": "Hello", "text": text})
+                    .to_string(),
+            )
             .send()
             .await
             .unwrap();
@@ -669,9 +679,15 @@ async fn cards_past_the_first_screen_draw_their_draft_when_they_come_near() {
         .await
         .unwrap();
     let draft = wait_for(&b, &format!("{card} .draft pre")).await;
+    let text = draft.text().await.unwrap();
     assert!(
-        draft.text().await.unwrap().contains("client17@example.com"),
+        text.contains("client17@example.com"),
         "the draft of the last card"
+    );
+    assert!(
+        text.contains("THE END"),
+        "the whole body, not the list's preview: {}",
+        &text[text.len().saturating_sub(200)..]
     );
     assert!(
         b.client
@@ -680,6 +696,24 @@ async fn cards_past_the_first_screen_draw_their_draft_when_they_come_near() {
             .unwrap()
             .is_empty()
     );
+    // Routine headers only: the table is made when a reviewer opens it.
+    let table = format!("{card} details.headers table");
+    assert!(
+        b.client
+            .find_all(Locator::Css(&table))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    b.client
+        .find(Locator::Css(&format!("{card} details.headers summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = wait_for(&b, &table).await.text().await.unwrap();
+    assert!(shown.contains("application/json"), "{shown}");
 }
 
 /// An authenticating proxy, as oauth2-proxy stands in front of the page:

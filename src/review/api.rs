@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use bytes::Bytes;
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ReviewState;
@@ -107,106 +107,195 @@ pub fn router(state: Arc<ReviewState>) -> Router {
 
 /// A hold as the API shows it: credentials redacted, the body decoded for
 /// reading (cut to `preview` bytes when given), and every other reading of
-/// the request named in `request.ambiguities`.
-pub fn view(hold: &Hold, body: Option<&[u8]>, preview: Option<usize>) -> Value {
-    // A header sent twice is shown with both values, as one line would be.
-    let mut headers = serde_json::Map::new();
-    for (k, v) in hold.redacted_headers() {
-        match headers.get_mut(&k) {
-            Some(Value::String(seen)) => {
-                seen.push_str(", ");
-                seen.push_str(&v);
+/// the request named in `request.ambiguities`. Borrowed from the hold and
+/// written straight out: a list of a thousand is one pass, not a tree of
+/// values built and then walked.
+#[derive(Serialize)]
+pub struct HoldView<'h> {
+    id: &'h str,
+    state: HoldState,
+    rule: &'h str,
+    label: &'h str,
+    summary: &'h str,
+    agent: &'h str,
+    agent_label: Option<&'h str>,
+    trigger: &'h str,
+    method: &'h str,
+    url: &'h str,
+    created_at: jiff::Timestamp,
+    expires_at: jiff::Timestamp,
+    escalate_at: Option<jiff::Timestamp>,
+    escalated: bool,
+    escalated_at: Option<jiff::Timestamp>,
+    reviewers: &'h [String],
+    backup: &'h [String],
+    decided_at: Option<jiff::Timestamp>,
+    decided_by: Option<&'h str>,
+    note: Option<&'h str>,
+    reason: Option<&'h str>,
+    edited: bool,
+    approvals_needed: u32,
+    approvals: &'h [crate::holds::Approval],
+    request: RequestView<'h>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<ResponseView<'h>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'h str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_snippet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_edit: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct RequestView<'h> {
+    headers: Headers<'h>,
+    body: Option<String>,
+    body_encoding: Option<&'static str>,
+    /// `body` is the start of the body only (a list's preview).
+    body_truncated: bool,
+    body_size: u64,
+    body_decoded_from: Option<String>,
+    content_type: Option<&'h str>,
+    ambiguities: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ResponseView<'h> {
+    status: u16,
+    headers: Headers<'h>,
+    body: std::borrow::Cow<'h, str>,
+    truncated: bool,
+}
+
+/// Headers as a JSON object, secrets redacted. A header sent twice is shown
+/// with both values, as one line would be.
+struct Headers<'h> {
+    hold: &'h Hold,
+    list: &'h [(String, String)],
+    /// Request headers merge repeated names; response headers are as stored.
+    merge: bool,
+}
+
+impl Serialize for Headers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let shown = |k: &str, v: &'_ str| -> String {
+            if self.hold.is_secret(&k.to_ascii_lowercase()) {
+                REDACTED.to_owned()
+            } else {
+                v.to_owned()
             }
-            _ => {
-                headers.insert(k, Value::String(v));
+        };
+        let mut map = s.serialize_map(None)?;
+        let mut done: Vec<&str> = Vec::new();
+        for (i, (k, v)) in self.list.iter().enumerate() {
+            if !self.merge {
+                map.serialize_entry(k, &shown(k, v))?;
+                continue;
             }
+            if done.contains(&k.as_str()) {
+                continue;
+            }
+            done.push(k);
+            let mut value = shown(k, v);
+            for (k2, v2) in &self.list[i + 1..] {
+                if k2 == k {
+                    value.push_str(", ");
+                    value.push_str(&shown(k2, v2));
+                }
+            }
+            map.serialize_entry(k, &value)?;
         }
+        map.end()
     }
+}
+
+pub fn view<'h>(hold: &'h Hold, body: Option<&[u8]>, preview: Option<usize>) -> HoldView<'h> {
     let draft = body.map(|b| super::draft::read(hold, b));
     let shown = draft.as_ref().map(|d| {
         let all: &[u8] = &d.body;
         all.get(..preview.unwrap_or(usize::MAX).min(all.len()))
             .unwrap_or_default()
     });
+    let body_truncated = match (&draft, shown) {
+        (Some(d), Some(b)) => b.len() < d.body.len(),
+        _ => false,
+    };
     let (body_text, encoding) = match shown {
-        None => (Value::Null, Value::Null),
+        None => (None, None),
         Some(b) => match std::str::from_utf8(b) {
-            Ok(t) => (Value::String(t.to_owned()), Value::Null),
+            Ok(t) => (Some(t.to_owned()), None),
             // A preview cut inside a character: text up to the cut.
             Err(e) if e.error_len().is_none() => (
-                Value::String(String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned()),
-                Value::Null,
+                Some(String::from_utf8_lossy(&b[..e.valid_up_to()]).into_owned()),
+                None,
             ),
             Err(_) => (
-                Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-                Value::String("base64".into()),
+                Some(base64::engine::general_purpose::STANDARD.encode(b)),
+                Some("base64"),
             ),
         },
     };
-    let mut v = json!({
-        "id": hold.id,
-        "state": hold.state,
-        "rule": hold.rule,
-        "label": hold.label,
-        "summary": hold.summary,
-        "agent": hold.agent,
-        "agent_label": hold.agent_label,
-        "trigger": hold.trigger,
-        "method": hold.method,
-        "url": hold.url,
-        "created_at": hold.created_at,
-        "expires_at": hold.expires_at,
-        "escalate_at": hold.escalate_at,
-        "escalated": hold.escalated_at.is_some(),
-        "escalated_at": hold.escalated_at,
-        "reviewers": hold.reviewers,
-        "backup": hold.backup,
-        "decided_at": hold.decided_at,
-        "decided_by": hold.decided_by,
-        "note": hold.note,
-        "reason": hold.reason,
-        "edited": hold.edited,
-        "approvals_needed": hold.approvals_needed,
-        "approvals": hold.approvals,
-        "request": {
-            "headers": headers,
-            "body": body_text,
-            "body_encoding": encoding,
-            "body_size": hold.body_size,
-            "body_decoded_from": draft.as_ref().and_then(|d| d.decoded_from.clone()),
-            "content_type": hold.content_type,
-            "ambiguities": draft.as_ref().map_or_else(Vec::new, |d| d.ambiguities.clone()),
-        },
-    });
-    if let Some(res) = &hold.response {
-        let headers: serde_json::Map<String, Value> = res
-            .headers
-            .iter()
-            .map(|(k, val)| {
-                let lower = k.to_ascii_lowercase();
-                let shown = if hold.is_secret(&lower) {
-                    REDACTED
-                } else {
-                    val.as_str()
-                };
-                (k.clone(), Value::String(shown.to_owned()))
-            })
-            .collect();
-        v["response"] = json!({
-            "status": res.status,
-            "headers": headers,
-            "body": String::from_utf8_lossy(&res.body),
-            "truncated": res.truncated,
-        });
-    }
-    if let Some(err) = &hold.error {
-        v["error"] = Value::String(err.clone());
-    }
-    if hold.rule == crate::holds::UNMATCHED_RULE {
+    let (body_decoded_from, ambiguities) =
+        draft.map_or((None, Vec::new()), |d| (d.decoded_from, d.ambiguities));
+    let rule_snippet = (hold.rule == crate::holds::UNMATCHED_RULE).then(|| {
         let (host, path) = crate::holds::stats::host_and_path(&hold.url);
-        v["rule_snippet"] = Value::String(crate::report::rule_snippet(&hold.method, &host, &path));
+        crate::report::rule_snippet(&hold.method, &host, &path)
+    });
+    HoldView {
+        id: &hold.id,
+        state: hold.state,
+        rule: &hold.rule,
+        label: &hold.label,
+        summary: &hold.summary,
+        agent: &hold.agent,
+        agent_label: hold.agent_label.as_deref(),
+        trigger: &hold.trigger,
+        method: &hold.method,
+        url: &hold.url,
+        created_at: hold.created_at,
+        expires_at: hold.expires_at,
+        escalate_at: hold.escalate_at,
+        escalated: hold.escalated_at.is_some(),
+        escalated_at: hold.escalated_at,
+        reviewers: &hold.reviewers,
+        backup: &hold.backup,
+        decided_at: hold.decided_at,
+        decided_by: hold.decided_by.as_deref(),
+        note: hold.note.as_deref(),
+        reason: hold.reason.as_deref(),
+        edited: hold.edited,
+        approvals_needed: hold.approvals_needed,
+        approvals: &hold.approvals,
+        request: RequestView {
+            headers: Headers {
+                hold,
+                list: &hold.headers,
+                merge: true,
+            },
+            body: body_text,
+            body_encoding: encoding,
+            body_truncated,
+            body_size: hold.body_size,
+            body_decoded_from,
+            content_type: hold.content_type.as_deref(),
+            ambiguities,
+        },
+        response: hold.response.as_ref().map(|res| ResponseView {
+            status: res.status,
+            headers: Headers {
+                hold,
+                list: &res.headers,
+                merge: false,
+            },
+            body: String::from_utf8_lossy(&res.body),
+            truncated: res.truncated,
+        }),
+        error: hold.error.as_deref(),
+        rule_snippet,
+        allow_edit: None,
     }
-    v
 }
 
 #[derive(Deserialize)]
@@ -216,6 +305,9 @@ struct ListQuery {
     rule: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// Bytes of each body to carry, up to the default: a page drawing a
+    /// thousand cards asks for less and reads a whole hold when it shows it.
+    preview: Option<usize>,
 }
 
 async fn list(
@@ -238,28 +330,36 @@ async fn list(
         limit: q.limit.unwrap_or(50),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
+    let preview = q
+        .preview
+        .unwrap_or(LIST_BODY_PREVIEW)
+        .min(LIST_BODY_PREVIEW);
     let (holds, next) = state.store.list(&filter).await?;
     let mut bodies = Vec::with_capacity(holds.len());
     for h in &holds {
         // Cards show the draft without a second request: a preview.
         bodies.push(state.store.body(&h.id).await.ok().flatten());
     }
-    let holds: Vec<Value> = holds
+    let rules = state.reloader.rules().load();
+    let views: Vec<HoldView<'_>> = holds
         .iter()
-        .zip(bodies)
+        .zip(&bodies)
         .map(|(h, body)| {
-            let mut v = view(h, body.as_deref(), Some(LIST_BODY_PREVIEW));
-            v["allow_edit"] = state
-                .reloader
-                .rules()
-                .load()
-                .rule(&h.rule)
-                .is_some_and(|r| r.allow_edit)
-                .into();
+            let mut v = view(h, body.as_deref(), Some(preview));
+            v.allow_edit = Some(rules.rule(&h.rule).is_some_and(|r| r.allow_edit));
             v
         })
         .collect();
-    Ok(axum::Json(json!({ "holds": holds, "next_cursor": next })).into_response())
+    #[derive(Serialize)]
+    struct List<'a> {
+        holds: Vec<HoldView<'a>>,
+        next_cursor: Option<String>,
+    }
+    Ok(axum::Json(List {
+        holds: views,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 async fn one(
@@ -270,13 +370,14 @@ async fn one(
     let hold = state.store.get(&id).await?.ok_or(StoreError::NotFound)?;
     let body = state.store.body(&id).await?;
     let mut v = view(&hold, body.as_deref(), None);
-    v["allow_edit"] = state
-        .reloader
-        .rules()
-        .load()
-        .rule(&hold.rule)
-        .is_some_and(|r| r.allow_edit)
-        .into();
+    v.allow_edit = Some(
+        state
+            .reloader
+            .rules()
+            .load()
+            .rule(&hold.rule)
+            .is_some_and(|r| r.allow_edit),
+    );
     Ok(axum::Json(v).into_response())
 }
 

@@ -80,16 +80,19 @@ function renderHeaders(h) {
   const label = `${headers.length} request header${headers.length === 1 ? '' : 's'}` +
     (notable.length ? ` — ${notable.join(', ')}` : '');
   const box = el('details', { class: 'headers' }, el('summary', { text: label }));
-  // The table is made when first shown: a thousand closed ones cost nothing.
-  const fill = () => {
-    if (box.querySelector('table')) return;
-    const table = el('table');
-    for (const [k, v] of headers) table.append(el('tr', {}, el('th', { text: k }), el('td', { text: v })));
-    box.append(table);
-  };
-  box.addEventListener('toggle', () => { if (box.open) fill(); });
-  if (notable.length) { fill(); box.open = true; }
+  if (notable.length) { fillHeaders(box, h); box.open = true; }
   return box;
+}
+
+/// The table is made when first shown (the queue's `toggle` listener): a
+/// thousand closed ones cost nothing.
+function fillHeaders(box, h) {
+  if (box.querySelector('table')) return;
+  const table = el('table');
+  for (const [k, v] of Object.entries((h.request || {}).headers || {})) {
+    table.append(el('tr', {}, el('th', { text: k }), el('td', { text: v })));
+  }
+  box.append(table);
 }
 
 function renderAmbiguities(h) {
@@ -187,45 +190,97 @@ const drafts = new IntersectionObserver((entries) => {
     if (!e.isIntersecting) continue;
     drafts.unobserve(e.target);
     const c = cards.get(e.target.dataset.id);
-    const slot = e.target.querySelector('.draft-slot');
-    if (c && slot) slot.replaceWith(renderDraft(c.hold));
+    if (c) drawDraft(c);
   }
 }, { rootMargin: '1500px 0px' });
 
-function card(h, lazy = false) {
-  const reason = el('input', { class: 'reason', type: 'text', placeholder: 'Reason (optional)', 'aria-label': 'Reason for dismissing' });
-  const error = el('p', { class: 'error', role: 'alert', hidden: '' });
-  const actions = el('div', { class: 'actions' },
-    el('button', { type: 'button', class: 'approve', text: 'Approve', onclick: () => decide(h.id, 'approve', {}) }),
-    reason,
-    el('button', { type: 'button', class: 'dismiss', text: 'Dismiss', onclick: () => decide(h.id, 'dismiss', reason.value ? { reason: reason.value } : {}) }),
-  );
-  if (h.allow_edit) {
-    actions.append(el('button', { type: 'button', class: 'edit', text: 'Edit & approve', onclick: () => edit(h) }));
+/// A card's draft in place of its slot; from the whole hold when the list
+/// carried only the start of its body.
+async function drawDraft(c) {
+  if (c.hold.request && c.hold.request.body_truncated) {
+    const r = await api('GET', `/api/holds/${c.hold.id}`);
+    if (r.status === 200) c.hold.request = r.data.request;
   }
-  const countdown = el('span', { class: 'countdown', 'data-expires': h.expires_at, text: left(h.expires_at) });
-  const node = el('article', { class: h.escalated ? 'card escalated' : 'card', 'data-id': h.id, tabindex: '-1', 'aria-label': h.summary },
-    el('p', { class: 'trigger', text: h.trigger }, h.escalated ? escalatedBadge() : null),
-    el('h2', { class: 'summary', text: h.summary }),
-    el('p', { class: 'meta' },
-      el('span', { class: 'agent', text: `agent ${h.agent}` },
-        h.agent_label ? el('span', { class: 'unverified', title: 'A name the agent gave itself; airlock did not check it', text: ` · calls itself "${h.agent_label}" (unverified)` }) : null),
-      el('span', { text: h.label && h.label !== h.trigger ? `rule ${h.rule} · ${h.label}` : `rule ${h.rule}` }),
-      el('code', { text: target(h) }),
-      h.approvals_needed > 1 ? el('span', { class: 'quorum', text: quorumText(h) }) : null,
-      countdown),
-    renderAmbiguities(h),
-    lazy ? el('div', { class: 'draft draft-slot', 'aria-label': 'What would be sent' }) : renderDraft(h),
-    renderHeaders(h),
-    h.rule_snippet ? el('details', { class: 'snippet' },
-      el('summary', { text: 'No rule matched: a rule to classify requests like this' }),
-      el('pre', { text: h.rule_snippet })) : null,
-    actions,
-    error,
-  );
-  node.addEventListener('click', () => select(h.id));
+  const slot = c.el.querySelector('.draft-slot');
+  if (slot) slot.replaceWith(renderDraft(c.hold));
+}
+
+/// Every card starts as a copy of this one: cloning is one native call where
+/// building is a dozen, and a thousand cards are drawn at once.
+const PROTO = el('article', { class: 'card', tabindex: '-1' },
+  el('p', { class: 'trigger' }),
+  el('h2', { class: 'summary' }),
+  el('p', { class: 'meta' },
+    el('span', { class: 'agent' }),
+    el('span', { class: 'rule' }),
+    el('code', { class: 'target' }),
+    el('span', { class: 'countdown' })),
+  el('div', { class: 'draft draft-slot', 'aria-label': 'What would be sent' }),
+  el('div', { class: 'actions' },
+    el('button', { type: 'button', class: 'approve', 'data-act': 'approve', text: 'Approve' }),
+    el('input', { class: 'reason', type: 'text', placeholder: 'Reason (optional)', 'aria-label': 'Reason for dismissing' }),
+    el('button', { type: 'button', class: 'dismiss', 'data-act': 'dismiss', text: 'Dismiss' })),
+  el('p', { class: 'error', role: 'alert', hidden: '' }));
+
+function card(h, lazy = false) {
+  const node = PROTO.cloneNode(true);
+  const [trigger, summary, meta, slot, actions] = node.children;
+  const [agent, rule, code, countdown] = meta.children;
+  node.dataset.id = h.id;
+  node.setAttribute('aria-label', h.summary);
+  if (h.escalated) {
+    node.classList.add('escalated');
+    trigger.append(escalatedBadge());
+  }
+  trigger.prepend(h.trigger ?? '');
+  summary.textContent = h.summary;
+  agent.textContent = `agent ${h.agent}`;
+  if (h.agent_label) {
+    agent.append(el('span', { class: 'unverified', title: 'A name the agent gave itself; airlock did not check it', text: ` · calls itself "${h.agent_label}" (unverified)` }));
+  }
+  rule.textContent = h.label && h.label !== h.trigger ? `rule ${h.rule} · ${h.label}` : `rule ${h.rule}`;
+  code.textContent = target(h);
+  if (h.approvals_needed > 1) countdown.before(el('span', { class: 'quorum', text: quorumText(h) }));
+  countdown.dataset.expires = h.expires_at;
+  countdown.textContent = left(h.expires_at);
+  const ambiguities = renderAmbiguities(h);
+  if (ambiguities) slot.before(ambiguities);
   if (lazy) drafts.observe(node);
+  else slot.replaceWith(renderDraft(h));
+  const headers = renderHeaders(h);
+  if (headers) actions.before(headers);
+  if (h.rule_snippet) {
+    actions.before(el('details', { class: 'snippet' },
+      el('summary', { text: 'No rule matched: a rule to classify requests like this' }),
+      el('pre', { text: h.rule_snippet })));
+  }
+  if (h.allow_edit) {
+    actions.append(el('button', { type: 'button', class: 'edit', 'data-act': 'edit', text: 'Edit & approve' }));
+  }
   return node;
+}
+
+/// One listener for every card: selecting, the buttons, the header tables.
+function listen(queue) {
+  queue.addEventListener('click', (ev) => {
+    const node = ev.target.closest('.card');
+    if (!node) return;
+    const id = node.dataset.id;
+    select(id);
+    const act = ev.target.closest('button[data-act]');
+    if (!act || act.disabled) return;
+    if (act.dataset.act === 'approve') decide(id, 'approve', {});
+    else if (act.dataset.act === 'dismiss') {
+      const reason = $('.reason', node).value;
+      decide(id, 'dismiss', reason ? { reason } : {});
+    } else if (act.dataset.act === 'edit') edit(id);
+  });
+  queue.addEventListener('toggle', (ev) => {
+    const box = ev.target;
+    if (!box.matches || !box.matches('details.headers') || !box.open) return;
+    const c = cards.get(box.closest('.card').dataset.id);
+    if (c) fillHeaders(box, c.hold);
+  }, true);
 }
 
 function insert(h) {
@@ -315,13 +370,13 @@ async function decide(id, action, payload) {
   }
 }
 
-async function edit(h) {
-  const c = cards.get(h.id);
+async function edit(id) {
+  const c = cards.get(id);
   if (!c || $('.editor', c.el)) return;
-  const full = await api('GET', `/api/holds/${h.id}`);
+  const full = await api('GET', `/api/holds/${id}`);
   const area = el('textarea', { class: 'editor', 'aria-label': 'Body to send' });
   area.value = (full.data && full.data.request && full.data.request.body) || '';
-  const send = el('button', { type: 'button', class: 'approve', text: 'Approve edited', onclick: () => decide(h.id, 'approve', { body: area.value }) });
+  const send = el('button', { type: 'button', class: 'approve', text: 'Approve edited', onclick: () => decide(id, 'approve', { body: area.value }) });
   $('.actions', c.el).before(area, el('div', { class: 'actions' }, send));
   area.focus();
 }
@@ -372,6 +427,9 @@ function follow() {
 
 /// Cards drawn before the browser is let paint: about a screen's worth.
 const FIRST_SCREEN = 12;
+/// Bytes of each body the whole queue's list carries: a thousand cards stay
+/// a light answer; a longer body is read whole when its card comes near.
+const PREVIEW = 2048;
 
 function nextFrame() {
   return new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
@@ -508,7 +566,7 @@ async function start() {
   // queue at once, beside the session, not after it.
   const events = follow();
   const firstPage = api('GET', `/api/holds?state=pending&limit=${FIRST_SCREEN}`);
-  const whole = api('GET', '/api/holds?state=pending&limit=1000');
+  const whole = api('GET', `/api/holds?state=pending&limit=1000&preview=${PREVIEW}`);
   const s = await api('GET', '/api/session');
   if (s.status !== 200) {
     events.close();
@@ -522,6 +580,7 @@ async function start() {
   $('#logout').addEventListener('click', async () => { await api('POST', '/logout'); location.assign('/'); });
   document.querySelectorAll('.tab').forEach((t) => t.addEventListener('click', () => show(t.dataset.view)));
   document.addEventListener('keydown', keys);
+  listen($('#queue'));
   window.addEventListener('hashchange', openLinked);
   const t0 = performance.now();
   await loadQueue(firstPage, whole);
