@@ -486,6 +486,8 @@ async fn links_open_their_card_and_escalation_shows_live() {
 }
 
 /// What the reviewer reads is what will be sent: the full URL with its
+const HOSTILE: &str = "</script><script>document.title='pwned'</script><!--";
+
 /// query, the headers that change who acts (credentials redacted), the body
 /// decoded from its compression, and, flagged, every other reading.
 #[tokio::test]
@@ -507,6 +509,8 @@ async fn the_card_shows_what_will_be_sent_and_every_other_reading() {
         .header("content-encoding", "gzip")
         .header("authorization", "Bearer sg-secret-never-shown")
         .header("on-behalf-of", "subuser-ceo")
+        // Carried in the page's own answer as data: it must stay text.
+        .header("airlock-trigger", HOSTILE)
         .body(gz.finish().unwrap())
         .send()
         .await
@@ -534,6 +538,21 @@ async fn the_card_shows_what_will_be_sent_and_every_other_reading() {
     ] {
         assert!(text.contains(shown), "{shown:?} not on the card:\n{text}");
     }
+    // The trigger line is shown in capitals.
+    assert!(
+        text.contains(&HOSTILE.to_uppercase()),
+        "shown as text:\n{text}"
+    );
+    let title = b
+        .client
+        .execute("return document.title", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        title,
+        json!("airlock — review queue"),
+        "no text of a hold runs"
+    );
     assert!(
         !b.client
             .source()

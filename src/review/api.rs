@@ -91,8 +91,6 @@ pub fn router(state: Arc<ReviewState>) -> Router {
         .route("/api/rules/reload", post(reload_rules))
         .route("/api/status/{token}", get(status))
         .route("/", get(super::page::index))
-        .route("/app.js", get(super::page::app_js))
-        .route("/style.css", get(super::page::style))
         .route("/login", post(super::page::login))
         .route("/slack/interactions", post(super::slack::interactions))
         .route("/logout", post(super::page::logout))
@@ -330,11 +328,20 @@ async fn list(
         limit: q.limit.unwrap_or(50),
         cursor: q.cursor.filter(|c| !c.is_empty()),
     };
-    let preview = q
-        .preview
-        .unwrap_or(LIST_BODY_PREVIEW)
-        .min(LIST_BODY_PREVIEW);
-    let (holds, next) = state.store.list(&filter).await?;
+    let preview = q.preview.unwrap_or(LIST_BODY_PREVIEW);
+    let json = list_json(&state, &filter, preview).await?;
+    Ok(([(http::header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// A list of holds as `GET /api/holds` answers it, serialised: each body
+/// cut to `preview` bytes (at most [`LIST_BODY_PREVIEW`]).
+pub(super) async fn list_json(
+    state: &ReviewState,
+    filter: &ListFilter,
+    preview: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let preview = preview.min(LIST_BODY_PREVIEW);
+    let (holds, next) = state.store.list(filter).await?;
     let mut bodies = Vec::with_capacity(holds.len());
     for h in &holds {
         // Cards show the draft without a second request: a preview.
@@ -355,11 +362,11 @@ async fn list(
         holds: Vec<HoldView<'a>>,
         next_cursor: Option<String>,
     }
-    Ok(axum::Json(List {
+    serde_json::to_vec(&List {
         holds: views,
         next_cursor: next,
     })
-    .into_response())
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn one(

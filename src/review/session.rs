@@ -23,8 +23,8 @@ fn key(sid: &str) -> String {
     hex(&Sha256::digest(sid.as_bytes()))
 }
 
-/// Starts a session for `caller`; returns the cookie's value.
-pub async fn create(store: &Store, caller: &Caller) -> Result<String, StoreError> {
+/// Starts a session for `caller`; returns the cookie's value and the session.
+pub async fn create(store: &Store, caller: &Caller) -> Result<(String, Session), StoreError> {
     let sid = random_token();
     let session = Session {
         reviewer: caller.name.clone(),
@@ -33,7 +33,7 @@ pub async fn create(store: &Store, caller: &Caller) -> Result<String, StoreError
         expires_at: store.now() + TTL,
     };
     store.session_put(&key(&sid), &session).await?;
-    Ok(sid)
+    Ok((sid, session))
 }
 
 /// The live session a cookie names.

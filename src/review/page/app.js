@@ -202,7 +202,10 @@ async function drawDraft(c) {
     if (r.status === 200) c.hold.request = r.data.request;
   }
   const slot = c.el.querySelector('.draft-slot');
-  if (slot) slot.replaceWith(renderDraft(c.hold));
+  if (!slot) return;
+  const headers = renderHeaders(c.hold);
+  if (headers) slot.after(headers);
+  slot.replaceWith(renderDraft(c.hold));
 }
 
 /// Every card starts as a copy of this one: cloning is one native call where
@@ -245,10 +248,14 @@ function card(h, lazy = false) {
   countdown.textContent = left(h.expires_at);
   const ambiguities = renderAmbiguities(h);
   if (ambiguities) slot.before(ambiguities);
+  // The draft and the headers: at once, or when the card comes near, or
+  // once the whole hold is read when the list cut its body.
   if (lazy) drafts.observe(node);
-  else slot.replaceWith(renderDraft(h));
-  const headers = renderHeaders(h);
-  if (headers) actions.before(headers);
+  else if (!(h.request && h.request.body_truncated)) {
+    const headers = renderHeaders(h);
+    if (headers) slot.after(headers);
+    slot.replaceWith(renderDraft(h));
+  }
   if (h.rule_snippet) {
     actions.before(el('details', { class: 'snippet' },
       el('summary', { text: 'No rule matched: a rule to classify requests like this' }),
@@ -429,7 +436,7 @@ function follow() {
 const FIRST_SCREEN = 12;
 /// Bytes of each body the whole queue's list carries: a thousand cards stay
 /// a light answer; a longer body is read whole when its card comes near.
-const PREVIEW = 2048;
+const PREVIEW = 0;
 
 function nextFrame() {
   return new Promise((done) => requestAnimationFrame(() => setTimeout(done, 0)));
@@ -443,8 +450,11 @@ async function loadQueue(firstPage, whole) {
     for (const h of list) {
       if (cards.has(h.id)) continue; // already here, or came over the event stream
       const node = card(h, lazy);
-      cards.set(h.id, { hold: h, el: node });
+      const c = { hold: h, el: node };
+      cards.set(h.id, c);
       frag.append(node);
+      // A body the list cut: its card reads the hold whole.
+      if (!lazy && h.request && h.request.body_truncated) drawDraft(c);
     }
     $('#queue').append(frag);
     updateCount();
@@ -561,13 +571,28 @@ function keys(ev) {
   ev.preventDefault();
 }
 
+/// What the page came with: the session and the queue's first screen
+/// (`#boot`), when the reviewer was signed in; else the page asks the API.
+function booted() {
+  const node = document.getElementById('boot');
+  if (!node) return null;
+  try { return JSON.parse(node.textContent); } catch (_) { return null; }
+}
+
 async function start() {
-  // Events first, so a hold made while the queue loads is not missed; the
-  // queue at once, beside the session, not after it.
+  // Events first, so a hold made while the queue loads is not missed.
   const events = follow();
-  const firstPage = api('GET', `/api/holds?state=pending&limit=${FIRST_SCREEN}`);
+  const boot = booted();
+  // The queue past the first screen at once, beside the session, not after it.
   const whole = api('GET', `/api/holds?state=pending&limit=1000&preview=${PREVIEW}`);
-  const s = await api('GET', '/api/session');
+  let firstPage, s;
+  if (boot) {
+    firstPage = Promise.resolve({ status: 200, data: boot.queue });
+    s = { status: 200, data: boot.session };
+  } else {
+    firstPage = api('GET', `/api/holds?state=pending&limit=${FIRST_SCREEN}`);
+    s = await api('GET', '/api/session');
+  }
   if (s.status !== 200) {
     events.close();
     $('#login').hidden = false;
