@@ -14,6 +14,7 @@
 
 pub mod body;
 pub mod json;
+pub mod mcp;
 pub mod path;
 
 use std::borrow::Cow;

@@ -32,9 +32,6 @@ impl Holding {
     }
 }
 
-/// The default cap on `Prefer: wait`.
-const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
-
 /// The longest `Retry-After` an agent over its pending cap is given: a
 /// reviewer may free a place long before its oldest hold expires.
 const MAX_RETRY_AFTER: u64 = 60;
@@ -104,7 +101,9 @@ pub async fn hold(
     parts.headers.remove(&AIRLOCK_AGENT);
     parts.headers.remove(&PREFER);
     let now = store.now();
-    let max_wait = rule.and_then(|r| r.max_wait).unwrap_or(DEFAULT_MAX_WAIT);
+    let max_wait = rule
+        .and_then(|r| r.max_wait)
+        .unwrap_or(crate::rules::DEFAULT_MAX_WAIT);
     let new = NewHold {
         rule: rule.map_or(UNMATCHED_RULE, |r| r.name.as_str()).to_owned(),
         label,

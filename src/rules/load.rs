@@ -155,6 +155,8 @@ struct RawRule {
     backup: Option<Vec<Spanned<String>>>,
     escalate_after: Option<Spanned<String>>,
     max_wait: Option<Spanned<String>>,
+    wait: Option<Spanned<String>>,
+    mcp_tool: Option<Spanned<Vec<Spanned<String>>>>,
     summary: Option<Spanned<String>>,
     allow_edit: Option<bool>,
     approvals: Option<Spanned<i64>>,
@@ -318,6 +320,15 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
             .map_err(|e| glob_error("path", pattern, &e))
     });
 
+    let mcp_tools = glob_list(src, raw.mcp_tool, "mcp_tool", &mut errors, |pattern| {
+        if pattern.trim().is_empty() {
+            return Err("an empty mcp_tool glob matches no tool name".to_owned());
+        }
+        value_glob(pattern, false)
+            .map(drop)
+            .map_err(|e| glob_error("mcp_tool", pattern, &e))
+    });
+
     let query = glob_map(src, raw.query, &mut errors, |param| {
         if param.is_empty() {
             Err("empty query parameter name".to_owned())
@@ -350,6 +361,7 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
     };
     let escalate_after = duration(raw.escalate_after);
     let max_wait = duration(raw.max_wait).map(Spanned::into_inner);
+    let wait = duration(raw.wait);
     let fixed_window = window.as_ref().and_then(|w| w.get_ref().fixed());
     let too_late = escalate_after
         .as_ref()
@@ -365,6 +377,26 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
                 format_duration(length)
             ),
         ));
+    }
+
+    if let Some(w) = &wait {
+        let cap = max_wait.unwrap_or(crate::rules::DEFAULT_MAX_WAIT);
+        if action != Some(Action::Review) {
+            errors.push(src.error(
+                w.span(),
+                "wait is for reviewed rules (action = \"review\"): nothing else is held",
+            ));
+        } else if *w.get_ref() > cap {
+            errors.push(src.error(
+                w.span(),
+                format!(
+                    "wait ({}) is longer than max_wait ({}): raise max_wait, the most any \
+                     request of this rule is kept open",
+                    format_duration(*w.get_ref()),
+                    format_duration(cap)
+                ),
+            ));
+        }
     }
 
     let approvals_span = raw.approvals.as_ref().map(Spanned::span);
@@ -426,6 +458,8 @@ fn validate(src: &Source<'_>, raw: RawRule, location: Location) -> Result<Rule, 
             backup,
             escalate_after: escalate_after.map(Spanned::into_inner),
             max_wait,
+            wait: wait.map(Spanned::into_inner),
+            mcp_tools,
             summary,
             allow_edit: raw.allow_edit.unwrap_or(false),
             approvals,
@@ -818,6 +852,39 @@ secret_headers = ["X-Api-Key"]
             "[[rule]]\nname = \"a\"\naction = \"deny\"\njson = { \"/a~2\" = \"*\" }\n",
             "4:10",
             "`~` must be followed by 0 or 1",
+        );
+    }
+
+    #[test]
+    fn mcp_tool_and_wait_are_read_and_checked() {
+        let rules = parse_file(
+            "t.toml",
+            "[[rule]]\nname = \"a\"\naction = \"review\"\nhost = [\"h\"]\nmcp_tool = [\"send_*\"]\nwait = \"30s\"\n",
+        )
+        .unwrap();
+        assert_eq!(rules[0].mcp_tools, ["send_*"]);
+        assert_eq!(rules[0].wait, Some(Duration::from_secs(30)));
+        assert!(rules[0].needs_body() && !rules[0].host_only());
+        let base = "[[rule]]\nname = \"a\"\naction = \"review\"\n";
+        assert_error(
+            &format!("{base}mcp_tool = []\n"),
+            "4:12",
+            "`mcp_tool` is empty",
+        );
+        assert_error(
+            &format!("{base}mcp_tool = [\"send_[\"]\n"),
+            "4:13",
+            "mcp_tool",
+        );
+        assert_error(
+            &format!("{base}wait = \"5m\"\n"),
+            "4:8",
+            "wait (5m) is longer than max_wait (2m)",
+        );
+        assert_error(
+            "[[rule]]\nname = \"a\"\naction = \"automatic\"\nwait = \"5s\"\n",
+            "4:8",
+            "wait is for reviewed rules",
         );
     }
 

@@ -105,6 +105,8 @@ struct Compiled {
     query: Vec<(String, GlobMatcher)>,
     headers: Vec<(http::HeaderName, GlobMatcher)>,
     json: Vec<(String, GlobMatcher)>,
+    /// `mcp_tool` globs (case-insensitive for review and deny rules).
+    mcp: Option<GlobSet>,
 }
 
 /// The body parsed as JSON at most once, and only if a rule asks.
@@ -147,6 +149,18 @@ impl<'b> LazyJson<'b> {
         }
     }
 
+    /// What `mcp_tool` conditions see: as `json` conditions do, except that
+    /// an empty body (a GET of the event stream, a DELETE of a session)
+    /// plainly calls no tool.
+    fn mcp_reading(&mut self) -> JsonReading<'_> {
+        match self.body {
+            BodyView::Read(bytes) if crate::canonical::mcp::is_empty(bytes) => {
+                JsonReading::Clear(&NO_CALL)
+            }
+            _ => self.reading(),
+        }
+    }
+
     /// The value for summaries: the usual reading even of an ambiguous body.
     fn value(&mut self) -> Option<&Value> {
         let BodyView::Read(bytes) = self.body else {
@@ -158,6 +172,9 @@ impl<'b> LazyJson<'b> {
             .as_ref()
     }
 }
+
+/// What an empty body reads as: no message at all.
+static NO_CALL: Value = Value::Null;
 
 /// The text a JSON value is matched as: strings as they are, everything else
 /// as compact JSON (`42`, `true`, `null`, `["a"]`).
@@ -306,6 +323,25 @@ fn headers_match(
     })
 }
 
+/// Whether `doc` calls a tool in `tools` meeting the `json` conditions:
+/// strictly for automatic rules (one call, the conditions on it); for the
+/// others, any call a server might run, the conditions read against that
+/// call's own message, so a batch cannot hide one ([`crate::canonical::mcp`]).
+fn mcp_matches(
+    tools: &GlobSet,
+    json: &[(String, GlobMatcher)],
+    doc: &Value,
+    automatic: bool,
+) -> bool {
+    if automatic {
+        crate::canonical::mcp::strict_tool(doc)
+            .is_some_and(|name| tools.is_match(name) && json_matches(json, doc))
+    } else {
+        crate::canonical::mcp::lenient_calls(doc)
+            .any(|(name, msg)| tools.is_match(name) && json_matches(json, msg))
+    }
+}
+
 fn json_matches(conditions: &[(String, GlobMatcher)], doc: &Value) -> bool {
     conditions.iter().all(|(pointer, glob)| {
         doc.pointer(pointer)
@@ -359,11 +395,32 @@ impl RuleSet {
                     }),
                 }
             }
+            let mcp = (!rule.mcp_tools.is_empty()).then(|| {
+                let mut set = GlobSetBuilder::new();
+                for pattern in &rule.mcp_tools {
+                    match value_glob(pattern, fold) {
+                        Ok(glob) => {
+                            set.add(glob);
+                        }
+                        Err(e) => errors.push(compile_error(rule, "mcp_tool", pattern, &e)),
+                    }
+                }
+                set.build().unwrap_or_else(|e| {
+                    errors.push(compile_error(
+                        rule,
+                        "mcp_tool",
+                        &rule.mcp_tools.join(", "),
+                        &e,
+                    ));
+                    GlobSet::empty()
+                })
+            });
             compiled.push(Compiled {
                 paths,
                 query,
                 headers,
                 json,
+                mcp,
             });
         }
 
@@ -547,7 +604,7 @@ impl RuleSet {
                     {
                         continue;
                     }
-                    if !compiled.json.is_empty() {
+                    if !compiled.json.is_empty() && compiled.mcp.is_none() {
                         let holds = match json.reading() {
                             JsonReading::Unread => return Decision::NeedBody,
                             JsonReading::Clear(doc) => {
@@ -556,6 +613,20 @@ impl RuleSet {
                                     && json_matches(&compiled.json, doc)
                             }
                             JsonReading::Ambiguous(_) => rule.action != Action::Automatic,
+                        };
+                        if !holds {
+                            continue;
+                        }
+                    }
+                    if let Some(tools) = &compiled.mcp {
+                        let automatic = rule.action == Action::Automatic;
+                        let holds = match json.mcp_reading() {
+                            JsonReading::Unread => return Decision::NeedBody,
+                            JsonReading::Clear(doc) => {
+                                (!automatic || crate::canonical::is_json_content_type(req.headers))
+                                    && mcp_matches(tools, &compiled.json, doc, automatic)
+                            }
+                            JsonReading::Ambiguous(_) => !automatic,
                         };
                         if !holds {
                             continue;
@@ -720,7 +791,7 @@ fn examine(
             }
         }
     }
-    if !compiled.json.is_empty() {
+    if !compiled.json.is_empty() && compiled.mcp.is_none() {
         let doc = match json.reading() {
             JsonReading::Unread => {
                 return Err(Failure::BodyUnread(format!(
@@ -772,6 +843,88 @@ fn examine(
             }
         }
     }
+    if let Some(tools) = &compiled.mcp {
+        let automatic = rule.action == Action::Automatic;
+        let doc = match json.mcp_reading() {
+            JsonReading::Unread => {
+                return Err(Failure::BodyUnread(format!(
+                    "mcp_tool {:?} needs the request body, and none was given",
+                    rule.mcp_tools
+                )));
+            }
+            JsonReading::Ambiguous(why) if automatic => {
+                return fail(format!(
+                    "{why}, so the mcp_tool condition of an automatic rule fails"
+                ));
+            }
+            JsonReading::Ambiguous(why) => {
+                held.push(format!(
+                    "{why}, so the mcp_tool condition of a {} rule holds",
+                    rule.action
+                ));
+                return Ok(held);
+            }
+            JsonReading::Clear(_)
+                if automatic && !crate::canonical::is_json_content_type(facts.req.headers) =>
+            {
+                return fail(
+                    "Content-Type does not say plainly that the body is JSON, so the mcp_tool condition of an automatic rule fails"
+                        .to_owned(),
+                );
+            }
+            JsonReading::Clear(doc) => doc,
+        };
+        let called: Vec<(&str, &Value)> = if automatic {
+            crate::canonical::mcp::strict_tool(doc)
+                .map(|name| (name, doc))
+                .into_iter()
+                .collect()
+        } else {
+            crate::canonical::mcp::lenient_calls(doc).collect()
+        };
+        if called.is_empty() {
+            return fail(if automatic {
+                "the body is not one JSON-RPC 2.0 tools/call request".to_owned()
+            } else {
+                "the body calls no MCP tool (tools/call)".to_owned()
+            });
+        }
+        let named: Vec<&(&str, &Value)> = called
+            .iter()
+            .filter(|(name, _)| tools.is_match(name))
+            .collect();
+        let Some(&&(name, msg)) = named
+            .iter()
+            .find(|(_, msg)| json_matches(&compiled.json, msg))
+            .or(named.first())
+        else {
+            return fail(format!(
+                "MCP tool {:?} does not match mcp_tool {:?}",
+                called.iter().map(|(n, _)| bounded(n)).collect::<Vec<_>>(),
+                rule.mcp_tools
+            ));
+        };
+        held.push(format!(
+            "MCP tools/call of {:?} matches mcp_tool {:?}",
+            bounded(name),
+            rule.mcp_tools
+        ));
+        for ((pointer, glob), (_, pattern)) in compiled.json.iter().zip(&rule.json) {
+            match msg.pointer(pointer).map(json_text) {
+                None => return fail(format!("json {pointer:?} is absent (wanted {pattern:?})")),
+                Some(v) if glob_matches(glob, v.as_bytes()) => held.push(format!(
+                    "json {pointer:?} = {:?} matches {pattern:?}",
+                    bounded(&v)
+                )),
+                Some(v) => {
+                    return fail(format!(
+                        "json {pointer:?} = {:?} does not match {pattern:?}",
+                        bounded(&v)
+                    ));
+                }
+            }
+        }
+    }
     if held.is_empty() {
         held.push("no conditions: matches every request".to_owned());
     }
@@ -787,6 +940,7 @@ fn beyond_host(rule: &Rule) -> Vec<&'static str> {
         (!rule.query.is_empty(), "query"),
         (!rule.headers.is_empty(), "headers"),
         (!rule.json.is_empty(), "json"),
+        (!rule.mcp_tools.is_empty(), "mcp_tool"),
     ] {
         if present {
             kinds.push(kind);
@@ -1626,6 +1780,149 @@ json = { "/a" = "12" }
             "{junk}"
         );
         assert_eq!(junk.rule(), Some("big-charge"));
+    }
+
+    const MCP_RULES: &str = r#"
+[[rule]]
+name = "mcp-send"
+action = "review"
+host = ["mcp.example.com"]
+mcp_tool = ["send_*", "delete_*"]
+json = { "/params/arguments/to" = "*@*" }
+
+[[rule]]
+name = "mcp-reads"
+action = "automatic"
+host = ["mcp.example.com"]
+mcp_tool = ["get_*", "list_*"]
+
+[[rule]]
+name = "mcp-denied"
+action = "deny"
+host = ["mcp.example.com"]
+mcp_tool = ["transfer_funds"]
+
+[[rule]]
+name = "mcp-plumbing"
+action = "automatic"
+host = ["mcp.example.com"]
+"#;
+
+    fn call(name: &str, args: &str) -> Vec<u8> {
+        format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{name}","arguments":{args}}}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn mcp_tool_rules_read_the_called_tool() {
+        let set = set(MCP_RULES, Action::Review);
+        let post =
+            req("POST", "mcp.example.com", "/mcp").header("content-type", "application/json");
+        assert_eq!(decided(&set, &post, BodyView::Unread), Some("<need body>"));
+        let to = r#"{"to":"ana@client.example"}"#;
+        for (body, rule) in [
+            (call("send_email", to), "mcp-send"),
+            (call("send_email", "{}"), "mcp-plumbing"),
+            (call("get_me", "{}"), "mcp-reads"),
+            (call("transfer_funds", "{}"), "mcp-denied"),
+            (call("other", "{}"), "mcp-plumbing"),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec(),
+                "mcp-plumbing",
+            ),
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
+                "mcp-plumbing",
+            ),
+            // Another reading of the same call: review and deny globs fold case.
+            (call("Send_Email", to), "mcp-send"),
+            (call("TRANSFER_FUNDS", "{}"), "mcp-denied"),
+        ] {
+            assert_eq!(
+                decided(&set, &post, BodyView::Read(&body)),
+                Some(rule),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        // The event stream and the end of a session carry no body.
+        let get = req("GET", "mcp.example.com", "/mcp");
+        assert_eq!(
+            decided(&set, &get, BodyView::Read(b"")),
+            Some("mcp-plumbing")
+        );
+        let delete = req("DELETE", "mcp.example.com", "/mcp");
+        assert_eq!(
+            decided(&set, &delete, BodyView::Read(b"")),
+            Some("mcp-plumbing")
+        );
+    }
+
+    #[test]
+    fn every_reading_of_a_call_to_a_reviewed_tool_is_held() {
+        let set = set(MCP_RULES, Action::Review);
+        let post =
+            req("POST", "mcp.example.com", "/mcp").header("content-type", "application/json");
+        let to = r#"{"to":"ana@client.example"}"#;
+        let send = String::from_utf8(call("send_email", to)).unwrap();
+        let get = String::from_utf8(call("get_me", "{}")).unwrap();
+        for body in [
+            // A batch: any call in it.
+            format!("[{get},{send}]"),
+            // The method in another case; no "jsonrpc"; no id.
+            send.replace("tools/call", "TOOLS/CALL"),
+            send.replace(r#""jsonrpc":"2.0","#, ""),
+            send.replace(r#""id":7,"#, ""),
+            // Two names: a server may take either.
+            get.replace(
+                r#""name":"get_me""#,
+                r#""name":"get_me","name":"send_email""#,
+            ),
+            // Trailing data, or not JSON at all.
+            format!("{get} {send}"),
+            "name=send_email".to_owned(),
+        ] {
+            assert_eq!(
+                decided(&set, &post, BodyView::Read(body.as_bytes())),
+                Some("mcp-send"),
+                "{body}"
+            );
+        }
+        // A batch of reads only is not one call: an automatic mcp_tool rule
+        // does not pass it.
+        let reads = format!("[{get},{get}]");
+        assert_eq!(
+            decided(&set, &post, BodyView::Read(reads.as_bytes())),
+            Some("mcp-plumbing")
+        );
+        // Without a JSON Content-Type an automatic rule does not read it.
+        let plain = req("POST", "mcp.example.com", "/mcp");
+        assert_eq!(
+            decided(&set, &plain, BodyView::Read(get.as_bytes())),
+            Some("mcp-plumbing")
+        );
+        assert_eq!(
+            decided(&set, &plain, BodyView::Read(send.as_bytes())),
+            Some("mcp-send")
+        );
+    }
+
+    #[test]
+    fn explanation_of_mcp_tool_conditions() {
+        let set = set(MCP_RULES, Action::Review);
+        let post =
+            req("POST", "mcp.example.com", "/mcp").header("content-type", "application/json");
+        let body = call("get_me", "{}");
+        let e = set.explain(&post.view(), BodyView::Read(&body)).to_string();
+        assert!(
+            e.contains(r#"MCP tool ["get_me"] does not match mcp_tool ["send_*", "delete_*"]"#),
+            "{e}"
+        );
+        assert!(
+            e.contains(r#"MCP tools/call of "get_me" matches mcp_tool ["get_*", "list_*"]"#),
+            "{e}"
+        );
+        let table = set.classification_table();
+        assert!(table.contains("mcp:send_*,delete_*"), "{table}");
     }
 
     #[test]

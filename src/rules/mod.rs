@@ -29,6 +29,9 @@ pub(crate) use matcher::host_glob;
 pub use matcher::{Explanation, RuleSet};
 pub use summary::Summary;
 
+/// The cap on `Prefer: wait` (and on `wait`) of a rule without `max_wait`.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(120);
+
 /// What happens to a request a rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -140,6 +143,11 @@ pub struct Rule {
     pub escalate_after: Option<Duration>,
     /// Cap on `Prefer: wait`.
     pub max_wait: Option<Duration>,
+    /// How long a held request is kept open for a decision without the
+    /// agent asking.
+    pub wait: Option<Duration>,
+    /// Globs on the tool name of an MCP `tools/call` (`params.name`).
+    pub mcp_tools: Vec<String>,
     pub summary: Option<Summary>,
     pub allow_edit: bool,
     /// How many distinct reviewers must approve a hold of this rule.
@@ -161,11 +169,12 @@ impl Rule {
             && self.query.is_empty()
             && self.headers.is_empty()
             && self.json.is_empty()
+            && self.mcp_tools.is_empty()
     }
 
     /// True when deciding whether this rule matches needs the request body.
     pub fn needs_body(&self) -> bool {
-        !self.json.is_empty()
+        !self.json.is_empty() || !self.mcp_tools.is_empty()
     }
 }
 

@@ -185,6 +185,7 @@ impl RuleSet {
                     "query": pairs(&rule.query),
                     "headers": pairs(&rule.headers),
                     "json": pairs(&rule.json),
+                    "mcp_tool": rule.mcp_tools,
                     "window": rule.window.map(|w| w.to_string()),
                     "location": rule.location.to_string(),
                 })
@@ -409,6 +410,9 @@ fn conditions(rule: &Rule) -> Vec<Part> {
             let keys = pairs.iter().map(|(k, _)| k.clone()).collect();
             parts.push(list(&format!("+{kind}:"), keys));
         }
+    }
+    if !rule.mcp_tools.is_empty() {
+        parts.push(list("mcp:", rule.mcp_tools.clone()));
     }
     parts
 }
