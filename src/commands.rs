@@ -498,9 +498,7 @@ fn report_from(config: &Config, url: &str, since: &str) -> Result<crate::report:
         let upstream = crate::upstream::Upstream::new(&config.proxy).map_err(|e| e.to_string())?;
         let req = http::Request::get(uri)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(http_body_util::Either::Right(http_body_util::Full::new(
-                bytes::Bytes::new(),
-            )))
+            .body(crate::upstream::full(bytes::Bytes::new()))
             .map_err(|e| e.to_string())?;
         let res = upstream
             .send(req)

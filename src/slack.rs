@@ -10,10 +10,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::Request;
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -137,7 +136,7 @@ impl Slack {
                 http::header::USER_AGENT,
                 concat!("airlock/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Either::Right(Full::new(Bytes::from(body.to_string()))))
+            .body(crate::upstream::full(body.to_string()))
             .map_err(|e| CallError {
                 message: format!("cannot build the request: {e}"),
                 permanent: true,

@@ -34,8 +34,53 @@ use crate::config::ProxyConfig;
 use crate::tls::{TlsError, provider};
 
 /// A body airlock sends or answers with: streamed from the other side, or
-/// one it holds in full (buffered for a rule, or a canned answer).
-pub type Body = Either<Incoming, Full<Bytes>>;
+/// one of its own.
+pub type Body = Either<Incoming, Own>;
+
+/// A body of airlock's own: held in full (buffered for a rule, or a canned
+/// answer), or fed as it goes (an event stream airlock writes itself, such
+/// as an MCP call kept open for a decision).
+#[derive(Debug)]
+pub enum Own {
+    Full(Full<Bytes>),
+    Fed(tokio::sync::mpsc::Receiver<Bytes>),
+}
+
+/// `bytes` as a whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Right(Own::Full(Full::new(bytes.into())))
+}
+
+impl hyper::body::Body for Own {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Own::Full(full) => std::pin::Pin::new(full).poll_frame(cx),
+            Own::Fed(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Own::Full(full) => full.is_end_stream(),
+            Own::Fed(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Own::Full(full) => full.size_hint(),
+            Own::Fed(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
 
 type Connector = HttpsConnector<HttpConnector<Resolver>>;
 

@@ -35,6 +35,35 @@ pub fn strict_tool(doc: &Value) -> Option<&str> {
     msg.get("params")?.get("name")?.as_str()
 }
 
+/// The 2026-07-28 revision repeats the method and the tool name in headers
+/// (`Mcp-Method`, `Mcp-Name`), which a server or gateway may route by.
+pub static METHOD_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-method");
+pub static NAME_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-name");
+
+/// The tool an automatic rule may see called, the headers considered: the
+/// body's call, when every `Mcp-Method` says `tools/call` and every
+/// `Mcp-Name` names the same tool.
+pub fn strict_tool_in<'d>(doc: &'d Value, headers: &HeaderMap) -> Option<&'d str> {
+    let name = strict_tool(doc)?;
+    let agree = |header: &http::HeaderName, want: &str| {
+        headers
+            .get_all(header)
+            .iter()
+            .all(|v| v.as_bytes() == want.as_bytes())
+    };
+    (agree(&METHOD_HEADER, TOOLS_CALL) && agree(&NAME_HEADER, name)).then_some(name)
+}
+
+/// Tool names in `Mcp-Name` headers: for review and deny rules, a call
+/// whatever the body says.
+pub fn header_tools(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(&NAME_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
 /// Every tool call a server might run from `doc`, as its tool name and its
 /// message: the object, or each batch element, whose method reads as
 /// `tools/call` in any case, whether or not it says `"jsonrpc": "2.0"` or

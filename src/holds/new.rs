@@ -40,6 +40,9 @@ pub struct NewHold {
     pub headers: Vec<(String, String)>,
     pub content_type: Option<String>,
     pub idempotency_key: Option<String>,
+    /// What identical retries are judged by instead of the body, when that
+    /// differs: an MCP tool call without its JSON-RPC id and `_meta`.
+    pub identity: Option<Vec<u8>>,
     /// How many distinct reviewers must approve (at least 1).
     pub approvals: u32,
     pub slack_channel: Option<String>,
@@ -55,7 +58,12 @@ impl NewHold {
         business_hours: &WorkingClock,
     ) -> Hold {
         let expires_at = self.window.ends_at(now, business_hours);
-        let fingerprint = fingerprint(&self.agent, &self.method, &self.url, body);
+        let fingerprint = fingerprint(
+            &self.agent,
+            &self.method,
+            &self.url,
+            self.identity.as_deref().unwrap_or(body),
+        );
         Hold {
             id: uuid::Uuid::now_v7().to_string(),
             state: State::Pending,
@@ -149,6 +157,7 @@ mod tests {
             headers: vec![("content-type".into(), "application/json".into())],
             content_type: Some("application/json".into()),
             idempotency_key: None,
+            identity: None,
             approvals: 1,
             slack_channel: None,
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::BodyExt;
 
 use super::store::{Outcome, Store, StoreError};
 use super::{Hold, StoredResponse};
@@ -125,7 +125,7 @@ fn build_request(
 ) -> Result<Request<crate::upstream::Body>, String> {
     let method = Method::from_bytes(hold.method.as_bytes()).map_err(|e| e.to_string())?;
     let uri: Uri = hold.url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let mut req = Request::new(Either::Right(Full::new(body)));
+    let mut req = Request::new(crate::upstream::full(body));
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Either, Full};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::watch;
@@ -665,7 +665,7 @@ impl Notifier {
             req = req.header("airlock-signature", sig.as_str());
         }
         let req = req
-            .body(Either::Right(Full::new(Bytes::from(d.body.clone()))))
+            .body(crate::upstream::full(d.body.clone()))
             .map_err(|e| Failure {
                 message: format!("cannot build the request: {e}"),
                 permanent: true,

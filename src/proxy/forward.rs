@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Either, Full, Limited};
+use http_body_util::{BodyExt, Either, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -121,7 +121,7 @@ async fn classify_and_send<'r>(
             let decoded = decoded.map(|d| keep(&bytes, d));
             (
                 decision,
-                Either::Right(Full::new(bytes.clone())),
+                crate::upstream::full(bytes.clone()),
                 Some((bytes, decoded)),
             )
         }
@@ -143,7 +143,19 @@ async fn classify_and_send<'r>(
             if let Either::Left(incoming) = body {
                 linger(incoming, proxy);
             }
-            return Ok(respond::denied(rule.map(|r| r.name.as_str())));
+            let name = rule.map(|r| r.name.as_str());
+            // A tool call read for the rules is told so in MCP's own form.
+            let call = read
+                .as_ref()
+                .and_then(|(_, decoded)| decoded.as_deref())
+                .and_then(|d| crate::canonical::mcp::call(&parts.headers, d));
+            return Ok(match call {
+                Some(call) => super::mcp::answer(
+                    &call,
+                    &super::mcp::tool_error(&call, &respond::denied_text(name, "tool call")),
+                ),
+                None => respond::denied(name),
+            });
         }
         Action::Review => {
             let (bytes, decoded) = match (read, body) {

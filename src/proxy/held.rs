@@ -94,7 +94,21 @@ pub async fn hold(
             None => format!("{} {}{}", view.method, view.host, view.path),
         }
     };
-    let wait = prefer_wait(&parts);
+    // An MCP tool call is answered in MCP's form, and judged as a retry
+    // without its JSON-RPC id.
+    let call = decoded.and_then(|d| crate::canonical::mcp::call(&parts.headers, d));
+    let identity = call
+        .as_ref()
+        .and(decoded)
+        .and_then(crate::canonical::mcp::identity);
+    let max_wait = rule
+        .and_then(|r| r.max_wait)
+        .unwrap_or(crate::rules::DEFAULT_MAX_WAIT);
+    let asked = prefer_wait(&parts).map(|w| w.min(max_wait));
+    let wait = match (rule.and_then(|r| r.wait), asked) {
+        (Some(ruled), Some(asked)) => Some(ruled.max(asked)),
+        (ruled, asked) => ruled.or(asked),
+    };
     let idempotency_key = header_text(&parts, &IDEMPOTENCY_KEY);
     strip_hop_by_hop(&mut parts.headers, false);
     parts.headers.remove(&AIRLOCK_TRIGGER);
@@ -138,6 +152,7 @@ pub async fn hold(
             .collect(),
         content_type: header_text(&parts, &header::CONTENT_TYPE),
         idempotency_key,
+        identity,
         approvals: rule.map_or(1, |r| r.approvals),
         slack_channel: rule.and_then(|r| r.slack_channel.clone()),
     }
@@ -165,18 +180,59 @@ pub async fn hold(
         {
             existing
         }
-        Created::Existing(existing) => return answer_retry(holding, existing).await,
+        Created::Existing(existing) => {
+            return answer_retry(holding, existing, call.as_ref()).await;
+        }
         Created::New(hold) => {
             tracing::info!(hold = %hold.id, rule = %hold.rule, agent = %hold.agent, %peer, "request held for review");
             hold
         }
     };
-    let (Some(wait), Some(mut events)) = (wait, events) else {
-        return Ok(respond::held(holding.answers(), &hold));
+    let (Some(wait), Some(events)) = (wait, events) else {
+        return Ok(about(holding.answers(), &hold, false, call.as_ref()));
     };
-    let wait = wait.min(max_wait);
+    let applied = |res| match asked {
+        Some(_) => with_preference(res, wait),
+        None => res,
+    };
+    // A tool call whose client takes an event stream and progress: the
+    // stream starts now, and progress keeps the client's reads alive.
+    if let Some(call) = call
+        .as_ref()
+        .filter(|c| c.accepts_sse && c.progress_token.is_some())
+    {
+        let waiting = super::mcp::Waiting {
+            store: store.clone(),
+            stop: holding.stop.clone(),
+            held_status: holding.held_status,
+            public_url: holding.answers().public_url.to_owned(),
+        };
+        return Ok(applied(super::mcp::streaming(
+            waiting,
+            hold,
+            events,
+            wait,
+            call.clone(),
+        )));
+    }
+    let hold = settle(store, holding.stop.clone(), hold, events, wait).await?;
+    Ok(applied(about(
+        holding.answers(),
+        &hold,
+        false,
+        call.as_ref(),
+    )))
+}
+
+/// Waits up to `wait` for `hold` to become final; returns it as it then is.
+pub(super) async fn settle(
+    store: &Store,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    hold: Hold,
+    mut events: tokio::sync::broadcast::Receiver<crate::holds::store::HoldEvent>,
+    wait: Duration,
+) -> Result<Hold, ProxyError> {
     let deadline = tokio::time::Instant::now() + wait;
-    let mut stop = holding.stop.clone();
     // Events are the fast way to hear; the store is read again now and
     // then in case one was missed (a lagging receiver, or a shared store's
     // event connection that was down for a moment).
@@ -196,33 +252,44 @@ pub async fn hold(
         if !heard {
             continue;
         }
-        let Some(now) = store
+        match store
             .get(&hold.id)
             .await
             .map_err(|e| ProxyError::Hold(e.to_string()))?
-        else {
-            break;
-        };
-        if now.state.is_final() {
-            return Ok(with_preference(
-                respond::outcome(holding.answers(), &now, false),
-                wait,
-            ));
+        {
+            None => break,
+            Some(now) if now.state.is_final() => return Ok(now),
+            Some(_) => {}
         }
     }
-    let current = store
+    Ok(store
         .get(&hold.id)
         .await
         .map_err(|e| ProxyError::Hold(e.to_string()))?
-        .unwrap_or(hold);
-    Ok(with_preference(
-        respond::held(holding.answers(), &current),
-        wait,
-    ))
+        .unwrap_or(hold))
+}
+
+/// What the agent hears of `hold`: airlock's own answer, or for an MCP tool
+/// call the same said as a tool result.
+pub(super) fn about(
+    answers: respond::Answers<'_>,
+    hold: &Hold,
+    replay: bool,
+    call: Option<&crate::canonical::mcp::Call>,
+) -> Response<Body> {
+    let res = respond::outcome(answers, hold, replay);
+    match call {
+        None => res,
+        Some(call) => super::mcp::about(res, answers.public_url, hold, call),
+    }
 }
 
 /// An identical request while its hold stands.
-async fn answer_retry(holding: &Holding, hold: Hold) -> Result<Response<Body>, ProxyError> {
+async fn answer_retry(
+    holding: &Holding,
+    hold: Hold,
+    call: Option<&crate::canonical::mcp::Call>,
+) -> Result<Response<Body>, ProxyError> {
     if hold.state == State::Released {
         let first = holding
             .store
@@ -230,10 +297,10 @@ async fn answer_retry(holding: &Holding, hold: Hold) -> Result<Response<Body>, P
             .await
             .map_err(|e| ProxyError::Hold(e.to_string()))?;
         if first {
-            return Ok(respond::outcome(holding.answers(), &hold, true));
+            return Ok(about(holding.answers(), &hold, true, call));
         }
     }
-    Ok(respond::outcome(holding.answers(), &hold, false))
+    Ok(about(holding.answers(), &hold, false, call))
 }
 
 fn with_preference(mut res: Response<Body>, wait: Duration) -> Response<Body> {

@@ -13,6 +13,7 @@ pub mod held;
 pub mod hello;
 pub mod identity;
 pub mod intercept;
+pub mod mcp;
 pub mod respond;
 pub mod transparent;
 pub mod tunnel;

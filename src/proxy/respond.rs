@@ -9,7 +9,6 @@
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PROXY_AUTHENTICATE, RETRY_AFTER};
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
 use serde_json::json;
 
 use super::forward::strip_hop_by_hop;
@@ -21,7 +20,7 @@ use crate::upstream::Body;
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
-    let mut res = Response::new(Either::Right(Full::new(Bytes::from(bytes))));
+    let mut res = Response::new(crate::upstream::full(bytes));
     *res.status_mut() = status;
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -29,13 +28,19 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     res
 }
 
+/// Why a `what` ("request", "tool call") was refused.
+pub fn denied_text(rule: Option<&str>, what: &str) -> String {
+    match rule {
+        Some(name) => format!("This {what} was NOT sent: rule {name:?} denies it."),
+        None => format!(
+            "This {what} was NOT sent: no rule matches it and unmatched requests are denied."
+        ),
+    }
+}
+
 /// A rule (or `unmatched = "deny"`) refuses this request.
 pub fn denied(rule: Option<&str>) -> Response<Body> {
-    let message = match rule {
-        Some(name) => format!("This request was NOT sent: rule {name:?} denies it."),
-        None => "This request was NOT sent: no rule matches it and unmatched requests are denied."
-            .to_owned(),
-    };
+    let message = denied_text(rule, "request");
     json(
         StatusCode::FORBIDDEN,
         &json!({ "airlock": "denied", "rule": rule, "message": message }),
@@ -67,7 +72,7 @@ pub fn error(e: &ProxyError) -> Response<Body> {
 
 /// `200` with an empty body: the answer to a CONNECT that airlock accepts.
 pub fn connected() -> Response<Body> {
-    Response::new(Either::Right(Full::new(Bytes::new())))
+    Response::new(crate::upstream::full(Bytes::new()))
 }
 
 /// What answers about holds need to know of the configuration.
@@ -84,8 +89,7 @@ pub fn outcome(answers: Answers<'_>, hold: &Hold, replay: bool) -> Response<Body
     match hold.state {
         State::Released => match &hold.response {
             Some(stored) => {
-                let mut res =
-                    Response::new(Either::Right(Full::new(Bytes::from(stored.body.clone()))));
+                let mut res = Response::new(crate::upstream::full(stored.body.clone()));
                 *res.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
                 for (k, v) in &stored.headers {
                     if let (Ok(k), Ok(v)) = (

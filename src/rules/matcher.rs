@@ -331,14 +331,17 @@ fn mcp_matches(
     tools: &GlobSet,
     json: &[(String, GlobMatcher)],
     doc: &Value,
+    headers: &http::HeaderMap,
     automatic: bool,
 ) -> bool {
     if automatic {
-        crate::canonical::mcp::strict_tool(doc)
+        crate::canonical::mcp::strict_tool_in(doc, headers)
             .is_some_and(|name| tools.is_match(name) && json_matches(json, doc))
     } else {
         crate::canonical::mcp::lenient_calls(doc)
             .any(|(name, msg)| tools.is_match(name) && json_matches(json, msg))
+            || (crate::canonical::mcp::header_tools(headers).any(|name| tools.is_match(name))
+                && json_matches(json, doc))
     }
 }
 
@@ -624,7 +627,13 @@ impl RuleSet {
                             JsonReading::Unread => return Decision::NeedBody,
                             JsonReading::Clear(doc) => {
                                 (!automatic || crate::canonical::is_json_content_type(req.headers))
-                                    && mcp_matches(tools, &compiled.json, doc, automatic)
+                                    && mcp_matches(
+                                        tools,
+                                        &compiled.json,
+                                        doc,
+                                        req.headers,
+                                        automatic,
+                                    )
                             }
                             JsonReading::Ambiguous(_) => !automatic,
                         };
@@ -875,16 +884,18 @@ fn examine(
             JsonReading::Clear(doc) => doc,
         };
         let called: Vec<(&str, &Value)> = if automatic {
-            crate::canonical::mcp::strict_tool(doc)
+            crate::canonical::mcp::strict_tool_in(doc, facts.req.headers)
                 .map(|name| (name, doc))
                 .into_iter()
                 .collect()
         } else {
-            crate::canonical::mcp::lenient_calls(doc).collect()
+            crate::canonical::mcp::lenient_calls(doc)
+                .chain(crate::canonical::mcp::header_tools(facts.req.headers).map(|n| (n, doc)))
+                .collect()
         };
         if called.is_empty() {
             return fail(if automatic {
-                "the body is not one JSON-RPC 2.0 tools/call request".to_owned()
+                "the body is not one JSON-RPC 2.0 tools/call request whose Mcp-Method and Mcp-Name headers, if any, agree".to_owned()
             } else {
                 "the body calls no MCP tool (tools/call)".to_owned()
             });
@@ -1893,6 +1904,34 @@ host = ["mcp.example.com"]
         assert_eq!(
             decided(&set, &post, BodyView::Read(reads.as_bytes())),
             Some("mcp-plumbing")
+        );
+        // Mcp-Name says what a gateway may route by: a reviewed tool named
+        // there is held, and a read it contradicts is not passed.
+        let routed = req("POST", "mcp.example.com", "/mcp")
+            .header("content-type", "application/json")
+            .header("mcp-name", "send_email");
+        assert_eq!(
+            decided(&set, &routed, BodyView::Read(get.as_bytes())),
+            Some("mcp-plumbing"),
+            "json conditions still read the body: no recipient there"
+        );
+        let routed_to = req("POST", "mcp.example.com", "/mcp")
+            .header("content-type", "application/json")
+            .header("mcp-name", "send_email");
+        let body = get.replace(
+            r#""arguments":{}"#,
+            r#""arguments":{"to":"ana@client.example"}"#,
+        );
+        assert_eq!(
+            decided(&set, &routed_to, BodyView::Read(body.as_bytes())),
+            Some("mcp-send")
+        );
+        let named = req("POST", "mcp.example.com", "/mcp")
+            .header("content-type", "application/json")
+            .header("mcp-name", "get_me");
+        assert_eq!(
+            decided(&set, &named, BodyView::Read(get.as_bytes())),
+            Some("mcp-reads")
         );
         // Without a JSON Content-Type an automatic rule does not read it.
         let plain = req("POST", "mcp.example.com", "/mcp");
