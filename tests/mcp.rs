@@ -434,3 +434,62 @@ async fn a_call_approved_after_its_session_ended_is_refused_by_the_server() {
     agent.close().await;
     a.stop().await;
 }
+
+/// The README's example rules for an MCP server classify as it says.
+#[test]
+fn the_readmes_mcp_example_holds_what_it_says() {
+    use airlock::rules::{Action, BodyView, Decision, RequestView, RuleSet};
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let section = &readme[readme.find("## Agents that use MCP").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let toml = &section[start..start + section[start..].find("```").unwrap()];
+    let rules = airlock::rules::parse_file("README.md", toml).unwrap();
+    let set = RuleSet::new(rules, Action::Review).unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let decide = |method: &str, body: &str| {
+        let view = RequestView {
+            method,
+            host: "mcp.mail.example.com",
+            path: "/mcp",
+            query: None,
+            headers: &headers,
+        };
+        match set.decide(&view, BodyView::Read(body.as_bytes())) {
+            Decision::Matched(rule) => rule.name.clone(),
+            Decision::Unmatched => "(unmatched)".to_owned(),
+            Decision::NeedBody => "(needs body)".to_owned(),
+        }
+    };
+    let call = |name: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"to":"a@b"}}}}}}"#
+        )
+    };
+    assert_eq!(decide("POST", &call("get_inbox")), "mail-mcp-reads");
+    assert_eq!(decide("POST", &call("send_email")), "mail-mcp-send");
+    assert_eq!(decide("POST", &call("Send_Email")), "mail-mcp-send");
+    assert_eq!(decide("POST", &call("delete_all")), "mail-mcp-delete");
+    assert_eq!(
+        decide("POST", &call("forward_email")),
+        "(unmatched)",
+        "an unknown tool is reviewed"
+    );
+    let batch = format!("[{},{}]", call("get_inbox"), call("send_email"));
+    assert_eq!(decide("POST", &batch), "mail-mcp-send");
+    assert_eq!(
+        decide("POST", r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+        "mail-mcp-plumbing"
+    );
+    assert_eq!(
+        decide(
+            "POST",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        ),
+        "mail-mcp-plumbing"
+    );
+    assert_eq!(decide("GET", ""), "mail-mcp-session");
+    assert_eq!(decide("DELETE", ""), "mail-mcp-session");
+}

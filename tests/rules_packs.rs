@@ -241,7 +241,7 @@ fn check(set: &RuleSet, fixture: &Fixture) -> Vec<String> {
     let rendered = rule
         .summary
         .as_ref()
-        .map(|summary| summary.render(&view, json.as_ref()));
+        .map(|summary| summary.render(&view, json.as_ref().map(|doc| rule.summary_value(doc))));
     let expected_summary = fixture.expected("summary");
     if rendered.as_deref() != expected_summary {
         wrong.push(format!(

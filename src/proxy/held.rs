@@ -89,7 +89,8 @@ pub async fn hold(
         match rule.and_then(|r| r.summary.as_ref()) {
             Some(s) => {
                 let json = decoded.and_then(|d| crate::canonical::json::parse(d).value);
-                s.render(&view, json.as_ref())
+                let read = rule.zip(json.as_ref()).map(|(r, doc)| r.summary_value(doc));
+                s.render(&view, read)
             }
             None => format!("{} {}{}", view.method, view.host, view.path),
         }

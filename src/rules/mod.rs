@@ -172,6 +172,27 @@ impl Rule {
             && self.mcp_tools.is_empty()
     }
 
+    /// What this rule's summary reads of a JSON body: for an `mcp_tool`
+    /// rule and a JSON-RPC batch, the first call in it of one of its tools
+    /// (any case), so the card names the call that was held; else the body.
+    pub fn summary_value<'d>(&self, doc: &'d serde_json::Value) -> &'d serde_json::Value {
+        if self.mcp_tools.is_empty() || !doc.is_array() {
+            return doc;
+        }
+        let mut set = globset::GlobSetBuilder::new();
+        for pattern in &self.mcp_tools {
+            if let Ok(glob) = matcher::value_glob(pattern, true) {
+                set.add(glob);
+            }
+        }
+        let Ok(set) = set.build() else {
+            return doc;
+        };
+        crate::canonical::mcp::lenient_calls(doc)
+            .find(|(name, _)| set.is_match(name))
+            .map_or(doc, |(_, msg)| msg)
+    }
+
     /// True when deciding whether this rule matches needs the request body.
     pub fn needs_body(&self) -> bool {
         !self.json.is_empty() || !self.mcp_tools.is_empty()

@@ -43,6 +43,7 @@ pub const PACKS: &[(&str, &str)] = &[
         "rules/60-documents.toml",
         include_str!("../../rules/60-documents.toml"),
     ),
+    ("rules/70-mcp.toml", include_str!("../../rules/70-mcp.toml")),
 ];
 
 /// Where a set of rules was read from.
