@@ -37,6 +37,14 @@ method = ["PATCH"]
 window = "4h"
 allow_edit = true
 summary = "Deal stage to {/stage}"
+
+[[rule]]
+name = "mcp-send"
+action = "review"
+label = "Email by MCP tool"
+host = ["mcp.test"]
+mcp_tool = ["send_email"]
+summary = "Email to {/params/arguments/to}"
 "#;
 
 struct Browser {
@@ -565,6 +573,74 @@ async fn the_card_shows_what_will_be_sent_and_every_other_reading() {
         b.client.screenshot().await.unwrap(),
     )
     .unwrap();
+    assert_eq!(up.count(), 0);
+    a.stop().await;
+}
+
+/// An MCP tool call's card leads with the tool and its arguments; the
+/// whole JSON-RPC message, envelope and all, is one click away.
+#[tokio::test]
+async fn an_mcp_tool_calls_card_shows_the_tool_and_its_arguments() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let a = airlock_with(&pki, RULES, "", &reviewers_toml(), TestClock::new().clock()).await;
+    let agent = client(&a.proxy_url(), &[&a.ca_pem()]);
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "send_email",
+        "arguments": {"to": "ana@client.example", "subject": "Quote"},
+        "_meta": {"io.modelcontextprotocol/clientInfo": {"name": "envelope-marker"}}}});
+    let res = agent
+        .post(format!("https://mcp.test:{}/mcp", up.port()))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    // The MCP answer: 200 with a tool error, and the hold in its headers.
+    assert_eq!(res.status(), 200);
+    let id = common::hold_id(&res);
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(answer["id"], 7);
+    assert_eq!(answer["result"]["isError"], true);
+
+    let b = browser().await;
+    b.client
+        .goto(&format!("{}/?token={}", a.review_url(), ROOT.1))
+        .await
+        .unwrap();
+    let card = format!(".card[data-id='{id}']");
+    let tool = wait_for(&b, &format!("{card} .draft .tool")).await;
+    assert_eq!(tool.text().await.unwrap(), "MCP tool send_email");
+    let shown = wait_for(&b, &format!("{card} .draft > pre"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        shown.contains("\"to\": \"ana@client.example\"") && shown.contains("Quote"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("envelope-marker"),
+        "the envelope waits behind a click: {shown}"
+    );
+    b.client
+        .find(Locator::Css(&format!("{card} details.message summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let whole = wait_for(&b, &format!("{card} details.message pre"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        whole.contains("envelope-marker") && whole.contains("tools/call"),
+        "{whole}"
+    );
     assert_eq!(up.count(), 0);
     a.stop().await;
 }

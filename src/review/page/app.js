@@ -103,6 +103,28 @@ function renderAmbiguities(h) {
     el('ul', {}, ...list.map((a) => el('li', { text: a }))));
 }
 
+/// A JSON value pretty-printed, the parts the summary names marked.
+function jsonPre(value, hl) {
+  const parts = [];
+  jsonNodes(value, 0, hl, parts);
+  // Adjacent text in one node: a thousand cards stay cheap to lay out.
+  const merged = [];
+  for (const p of parts) {
+    if (typeof p === 'string' && typeof merged[merged.length - 1] === 'string') merged[merged.length - 1] += p;
+    else merged.push(p);
+  }
+  return el('pre', {}, ...merged);
+}
+
+/// `{name, arguments}` of one MCP `tools/call` request, else null.
+function toolCall(value) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  if (typeof value.method !== 'string' || value.method.trim().toLowerCase() !== 'tools/call') return null;
+  const params = value.params;
+  if (params === null || typeof params !== 'object' || typeof params.name !== 'string') return null;
+  return { name: params.name, arguments: params.arguments };
+}
+
 function renderDraft(h) {
   const req = h.request || {};
   const box = el('div', { class: 'draft', 'aria-label': 'What would be sent' });
@@ -123,15 +145,21 @@ function renderDraft(h) {
   const ambiguous = (req.ambiguities || []).length > 0;
   if (!ambiguous && (type.includes('json') || /^\s*[{[]/.test(req.body))) {
     try {
-      const parts = [];
-      jsonNodes(JSON.parse(req.body), 0, highlighter(h.summary), parts);
-      // Adjacent text in one node: a thousand cards stay cheap to lay out.
-      const merged = [];
-      for (const p of parts) {
-        if (typeof p === 'string' && typeof merged[merged.length - 1] === 'string') merged[merged.length - 1] += p;
-        else merged.push(p);
+      const value = JSON.parse(req.body);
+      const hl = highlighter(h.summary);
+      const call = toolCall(value);
+      if (call) {
+        // An MCP tool call: the tool and its arguments first, the whole
+        // message (with its protocol envelope) a click away.
+        box.append(el('p', { class: 'tool' }, 'MCP tool ', el('code', { text: call.name })),
+          jsonPre(call.arguments === undefined ? {} : call.arguments, hl),
+          el('details', { class: 'message' }, el('summary', { text: 'The whole JSON-RPC message' }), jsonPre(value, hl)));
+        return box;
       }
-      box.append(el('pre', {}, ...merged));
+      if (Array.isArray(value) && value.some(toolCall)) {
+        box.append(el('p', { class: 'tool', text: `A batch of ${value.length} JSON-RPC messages: every call in it is sent.` }));
+      }
+      box.append(jsonPre(value, hl));
       return box;
     } catch (_) { /* shown as text below */ }
   }
