@@ -1,7 +1,8 @@
 //! Decision speed with 1,000 realistic rules. The requirement is under 2 µs
 //! per `decide`, for a request matching near the end of the list and for one
 //! matching nothing; CONNECT decisions and the worst case of many rules on one
-//! host are measured alongside.
+//! host are measured alongside, and, on the shipped packs, a decision that
+//! reads a JSON body: an MCP tool call beside a plain `json` rule.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unreachable_pub)]
 #![allow(clippy::print_stdout)]
@@ -161,6 +162,42 @@ fn decide(c: &mut Criterion) {
     ] {
         group.bench_function(host, |b| {
             b.iter(|| black_box(set.decide_connect(black_box(host))));
+        });
+    }
+    group.finish();
+
+    // The shipped packs, deciding on a body already read: an MCP tools/call
+    // (held as a merge, or passed as a read) against SendGrid's json rule,
+    // which parses a body of about the same size.
+    let shipped = RuleSet::new(
+        airlock::rules::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
+            .unwrap(),
+        Action::Review,
+    )
+    .unwrap();
+    let mut json_headers = HeaderMap::new();
+    json_headers.insert("content-type", "application/json".parse().unwrap());
+    let github = view("POST", "api.githubcopilot.com", "/mcp/", &json_headers);
+    let sendgrid = view("POST", "api.sendgrid.com", "/v3/mail/send", &json_headers);
+    let merge = br#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"merge_pull_request","arguments":{"owner":"octo-org","repo":"website","pullNumber":42,"merge_method":"squash"}}}"#;
+    let read = br#"{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"get_file_contents","arguments":{"owner":"octo-org","repo":"website","path":"README.md","ref":"main"}}}"#;
+    let mail = br#"{"personalizations":[{"to":[{"email":"ana@client.example"}]}],"from":{"email":"sales@example.com"},"subject":"Your quote","content":[{"type":"text/plain","value":"Hi"}]}"#;
+    let decided =
+        |req: &RequestView<'_>, body: &[u8]| match shipped.decide(req, BodyView::Read(body)) {
+            Decision::Matched(rule) => rule.name.clone(),
+            other => format!("{other:?}"),
+        };
+    assert_eq!(decided(&github, merge), "mcp-github-merge");
+    assert_eq!(decided(&github, read), "mcp-github-reads");
+    assert_eq!(decided(&sendgrid, mail), "sendgrid-mail-send");
+    let mut group = c.benchmark_group("decide_shipped_with_body");
+    for (name, req, body) in [
+        ("mcp_tool_call_held", &github, &merge[..]),
+        ("mcp_tool_call_read_passed", &github, &read[..]),
+        ("json_rule_sendgrid_baseline", &sendgrid, &mail[..]),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(shipped.decide(black_box(req), BodyView::Read(black_box(body)))));
         });
     }
     group.finish();

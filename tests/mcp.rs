@@ -493,3 +493,43 @@ fn the_readmes_mcp_example_holds_what_it_says() {
     assert_eq!(decide("GET", ""), "mail-mcp-session");
     assert_eq!(decide("DELETE", ""), "mail-mcp-session");
 }
+
+/// A client that accepts only an event stream gets the tool error as one
+/// event; an identical call with another id and `_meta` joins the same
+/// hold, and each answer carries its own call's id.
+#[tokio::test]
+async fn an_event_stream_only_client_gets_one_event_under_its_own_id() {
+    let (_pki, server, a, api) = setup("stateless").await;
+    let agent = common::client(&a.proxy_url(), &[&a.ca_pem()]);
+    let call = |id: u32, token: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "send_email", "arguments": {"to": "di@client.example", "subject": "Hi"},
+            "_meta": {"progressToken": token}}})
+        .to_string()
+    };
+    for (id, token) in [(1, 10), (2, 20)] {
+        let res = agent
+            .post(server.url())
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(call(id, token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let text = res.text().await.unwrap();
+        let data = text
+            .strip_prefix("event: message\ndata: ")
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("one event: {text:?}"));
+        let message: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(message["id"], id);
+        assert_eq!(message["result"]["isError"], true);
+        assert_eq!(message["result"]["resultType"], "complete");
+    }
+    assert_eq!(pending(&api).await.len(), 1, "one hold for both calls");
+    assert!(server.performed().is_empty());
+    a.stop().await;
+}
