@@ -195,6 +195,11 @@ fn decide(c: &mut Criterion) {
         ("mcp_tool_call_held", &github, &merge[..]),
         ("mcp_tool_call_read_passed", &github, &read[..]),
         ("json_rule_sendgrid_baseline", &sendgrid, &mail[..]),
+        (
+            "mcp_plumbing_tools_list_passed",
+            &github,
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#[..],
+        ),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| black_box(shipped.decide(black_box(req), BodyView::Read(black_box(body)))));
