@@ -227,6 +227,72 @@ async fn prefer_wait_returns_the_real_response_when_approved_in_time() {
     a.stop().await;
 }
 
+/// A rule's `wait` keeps a held request open without the agent asking:
+/// approved in time it gets the real response; otherwise the held answer
+/// when the wait ends. `Prefer: wait` asks for longer, up to `max_wait`.
+#[tokio::test]
+async fn a_rules_wait_keeps_the_request_open_without_the_agent_asking() {
+    let pki = Pki::new();
+    let up = upstream(Some(&pki)).await;
+    let rules = r#"
+[[rule]]
+name = "mail-send"
+action = "review"
+host = ["mail.test"]
+method = ["POST"]
+wait = "1s"
+max_wait = "20s"
+"#;
+    let a = airlock_with(&pki, rules, "", &reviewers_toml(), TestClock::new().clock()).await;
+    let api = Api::new(a.review_url());
+    let url = format!("https://mail.test:{}/v3/mail/send", up.port());
+    let c = client(&a.proxy_url(), &[&a.ca_pem()]);
+    // Nobody decides: the held answer once the rule's second is over.
+    let started = std::time::Instant::now();
+    let res = c.post(&url).body("one").send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        res.headers().get("preference-applied").is_none(),
+        "nobody asked"
+    );
+    assert_eq!(res.headers()["airlock-state"], "pending");
+    // Asking for longer than the rule's wait: approved meanwhile, the real
+    // response on the same request.
+    let waiting = tokio::spawn({
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            c.post(url)
+                .header("prefer", "wait=15")
+                .body("two")
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    let id = loop {
+        let list = api.get("/api/holds?state=pending", ROOT.1).await;
+        let found = list["holds"].as_array().unwrap().iter().find_map(|h| {
+            (h["request"]["body"] == "two").then(|| h["id"].as_str().unwrap().to_owned())
+        });
+        if let Some(id) = found {
+            break id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    api.decide(&id, "approve", ROOT.1, None).await;
+    let res = waiting.await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["preference-applied"], "wait=15");
+    assert_eq!(up.count(), 1);
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn fifty_concurrent_approvals_send_exactly_once() {
     let (_pki, up, a, api, _) = setup().await;

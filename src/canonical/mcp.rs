@@ -67,7 +67,8 @@ pub fn header_tools(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Every tool call a server might run from `doc`, as its tool name and its
 /// message: the object, or each batch element, whose method reads as
 /// `tools/call` in any case, whether or not it says `"jsonrpc": "2.0"` or
-/// carries an id. A rule's `json` conditions are read against each message.
+/// carries an id, the name trimmed. A rule's `json` conditions are read
+/// against each message.
 pub fn lenient_calls(doc: &Value) -> impl Iterator<Item = (&str, &Value)> {
     let messages: &[Value] = match doc {
         Value::Array(batch) => batch,
@@ -78,7 +79,8 @@ pub fn lenient_calls(doc: &Value) -> impl Iterator<Item = (&str, &Value)> {
         if !method.trim().eq_ignore_ascii_case(TOOLS_CALL) {
             return None;
         }
-        Some((msg.get("params")?.get("name")?.as_str()?, msg))
+        // A server that trims the name calls the tool the trimmed name says.
+        Some((msg.get("params")?.get("name")?.as_str()?.trim(), msg))
     })
 }
 
@@ -204,7 +206,7 @@ mod tests {
     fn leniently_every_message_a_server_might_run() {
         let batch = json!([
             {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_me"}},
-            {"method":" TOOLS/CALL ","params":{"name":"send_email"}},
+            {"method":" TOOLS/CALL ","params":{"name":" send_email\n"}},
             {"jsonrpc":"2.0","id":2,"method":"tools/list"},
         ]);
         assert_eq!(
