@@ -167,8 +167,8 @@ fn decide(c: &mut Criterion) {
     group.finish();
 
     // The shipped packs, deciding on a body already read: an MCP tools/call
-    // (held as a merge, or passed as a read) against SendGrid's json rule,
-    // which parses a body of about the same size.
+    // (held as a merge, or passed as a read) against HubSpot's deal-stage
+    // json rule, which parses a body of about the same size.
     let shipped = RuleSet::new(
         airlock::rules::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
             .unwrap(),
@@ -178,10 +178,15 @@ fn decide(c: &mut Criterion) {
     let mut json_headers = HeaderMap::new();
     json_headers.insert("content-type", "application/json".parse().unwrap());
     let github = view("POST", "api.githubcopilot.com", "/mcp/", &json_headers);
-    let sendgrid = view("POST", "api.sendgrid.com", "/v3/mail/send", &json_headers);
+    let hubspot = view(
+        "PATCH",
+        "api.hubapi.com",
+        "/crm/v3/objects/deals/14975381210",
+        &json_headers,
+    );
     let merge = br#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"merge_pull_request","arguments":{"owner":"octo-org","repo":"website","pullNumber":42,"merge_method":"squash"}}}"#;
     let read = br#"{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"get_file_contents","arguments":{"owner":"octo-org","repo":"website","path":"README.md","ref":"main"}}}"#;
-    let mail = br#"{"personalizations":[{"to":[{"email":"ana@client.example"}]}],"from":{"email":"sales@example.com"},"subject":"Your quote","content":[{"type":"text/plain","value":"Hi"}]}"#;
+    let deal = br#"{"properties":{"dealstage":"closedwon","amount":"1200.00","closedate":"2026-11-29T12:00:00Z","dealname":"Website redesign for octo-org","pipeline":"default"}}"#;
     let decided =
         |req: &RequestView<'_>, body: &[u8]| match shipped.decide(req, BodyView::Read(body)) {
             Decision::Matched(rule) => rule.name.clone(),
@@ -189,12 +194,12 @@ fn decide(c: &mut Criterion) {
         };
     assert_eq!(decided(&github, merge), "mcp-github-merge");
     assert_eq!(decided(&github, read), "mcp-github-reads");
-    assert_eq!(decided(&sendgrid, mail), "sendgrid-mail-send");
+    assert_eq!(decided(&hubspot, deal), "hubspot-deal-stage");
     let mut group = c.benchmark_group("decide_shipped_with_body");
     for (name, req, body) in [
         ("mcp_tool_call_held", &github, &merge[..]),
         ("mcp_tool_call_read_passed", &github, &read[..]),
-        ("json_rule_sendgrid_baseline", &sendgrid, &mail[..]),
+        ("json_rule_hubspot_baseline", &hubspot, &deal[..]),
         (
             "mcp_plumbing_tools_list_passed",
             &github,

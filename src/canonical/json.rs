@@ -78,10 +78,32 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     }
 }
 
+/// What `pointer` (RFC 6901) reaches in `doc` when its keys are read as a
+/// case-insensitive parser reads them: each key exactly, else the first
+/// key that folds to it. Review and deny rules read bodies this way.
+pub fn pointer_any_case<'v>(doc: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.is_empty() {
+        return Some(doc);
+    }
+    let mut at = doc;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        at = match at {
+            Value::Object(map) => map.get(&token).or_else(|| {
+                let want = fold(&token);
+                map.iter().find(|(k, _)| fold(k) == want).map(|(_, v)| v)
+            })?,
+            Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
 /// A key as a case-insensitive parser may read it: upper-cased then
 /// lower-cased, so that `ſ` (read as `s` by Unicode simple folding, as Go's
 /// encoding/json does), the Kelvin sign and `ß` meet their ASCII readings.
-fn fold(key: &str) -> String {
+pub fn fold(key: &str) -> String {
     key.to_uppercase().to_lowercase()
 }
 

@@ -45,13 +45,7 @@ pub static NAME_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-na
 /// `Mcp-Name` names the same tool.
 pub fn strict_tool_in<'d>(doc: &'d Value, headers: &HeaderMap) -> Option<&'d str> {
     let name = strict_tool(doc)?;
-    let agree = |header: &http::HeaderName, want: &str| {
-        headers
-            .get_all(header)
-            .iter()
-            .all(|v| v.as_bytes() == want.as_bytes())
-    };
-    (agree(&METHOD_HEADER, TOOLS_CALL) && agree(&NAME_HEADER, name)).then_some(name)
+    headers_agree(doc, headers).then_some(name)
 }
 
 /// Tool names in `Mcp-Name` headers: for review and deny rules, a call
@@ -75,13 +69,46 @@ pub fn lenient_calls(doc: &Value) -> impl Iterator<Item = (&str, &Value)> {
         one => std::slice::from_ref(one),
     };
     messages.iter().filter_map(|msg| {
-        let method = msg.get("method")?.as_str()?;
+        let method = any_case(msg, "method")?.as_str()?;
         if !method.trim().eq_ignore_ascii_case(TOOLS_CALL) {
             return None;
         }
         // A server that trims the name calls the tool the trimmed name says.
-        Some((msg.get("params")?.get("name")?.as_str()?.trim(), msg))
+        let name = any_case(any_case(msg, "params")?, "name")?.as_str()?;
+        Some((name.trim(), msg))
     })
+}
+
+/// `key` of an object as a case-insensitive parser reads it (Go's
+/// encoding/json takes `"NAME"` or `"naMe"` for a field `name`): the exact
+/// key first, else the first key that folds to it.
+pub fn any_case<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    let object = value.as_object()?;
+    object.get(key).or_else(|| {
+        object
+            .iter()
+            .find(|(k, _)| super::json::fold(k) == key)
+            .map(|(_, v)| v)
+    })
+}
+
+/// Whether the 2026-07-28 headers, where sent, say what the body says:
+/// every `Mcp-Method` the message's method and every `Mcp-Name` its
+/// `params.name`, exactly. A request whose headers say otherwise has two
+/// readings (a gateway may route by the header), so no automatic rule
+/// passes it.
+pub fn headers_agree(doc: &Value, headers: &HeaderMap) -> bool {
+    let agree = |header: &http::HeaderName, said: Option<&str>| {
+        headers
+            .get_all(header)
+            .iter()
+            .all(|v| said.is_some_and(|s| v.as_bytes() == s.as_bytes()))
+    };
+    agree(&METHOD_HEADER, doc.get("method").and_then(Value::as_str))
+        && agree(
+            &NAME_HEADER,
+            doc.pointer("/params/name").and_then(Value::as_str),
+        )
 }
 
 /// A body with nothing in it calls no tool: not an ambiguous one.
@@ -214,6 +241,13 @@ mod tests {
             ["get_me", "send_email"]
         );
         assert_eq!(lenient_calls(&json!({"a": 1})).count(), 0);
+        // Alone, a key in another case is what a case-insensitive parser
+        // reads (Go's encoding/json, with the long s folded to s).
+        let folded = json!({"METHOD": "tools/call", "paramſ": {"NaMe": "delete_repository"}});
+        assert_eq!(
+            lenient_calls(&folded).map(|(n, _)| n).collect::<Vec<_>>(),
+            ["delete_repository"]
+        );
     }
 
     #[test]

@@ -23,6 +23,14 @@ use crate::holds::store::HoldEvent;
 use crate::holds::{Hold, State, Store};
 use crate::upstream::{Body, Own};
 
+/// The most a stored result is decoded to for a replay: it was stored
+/// within `max_body`, compressed or not.
+const REPLAY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// How long the outcome waits for room in a stream the client stopped
+/// reading, before the task ends.
+const FINAL_SEND: Duration = Duration::from_secs(30);
+
 /// How often a call kept open over an event stream hears progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -32,6 +40,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub fn about(res: Response<Body>, public_url: &str, hold: &Hold, call: &Call) -> Response<Body> {
     if hold.state == State::Released
         && let Some(stored) = &hold.response
+        && !stored.truncated
         && let Some(replayed) = replay(res, &stored.body, call)
     {
         return replayed;
@@ -53,6 +62,11 @@ fn explain(public_url: &str, hold: &Hold) -> String {
             "This tool call was approved and is being performed. Call this tool again with the same arguments to get its result. Status: {status_url}"
         ),
         State::Released => match &hold.response {
+            Some(r) if (200..300).contains(&r.status) => format!(
+                "This tool call was approved and performed once (the MCP server answered {}), but its result cannot be shown here. \
+                 It WAS performed: do not call it again to repeat it. Status: {status_url}",
+                status_code_text(r.status)
+            ),
             Some(r) => format!(
                 "This tool call was approved and sent once, but the MCP server answered {} without a tool result (for a stateful server, its session may have ended). \
                  It will not be sent again; call the tool again to have it reviewed anew. Status: {status_url}",
@@ -119,7 +133,11 @@ pub fn streaming(
                 done = &mut settled => break done,
                 _ = tick.tick() => {
                     step += 1;
-                    if tx.send(event(&progress(&token, step, &note))).await.is_err() {
+                    // Never waits on a client that stopped reading: a
+                    // progress it has no room for is skipped.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                        tx.try_send(event(&progress(&token, step, &note)))
+                    {
                         // The client went away: its hold stays as it is.
                         return;
                     }
@@ -156,7 +174,7 @@ pub fn streaming(
                 Err(_) => return,
             }
         };
-        let _ = tx.send(chunk).await;
+        let _ = tokio::time::timeout(FINAL_SEND, tx.send(chunk)).await;
     });
     res
 }
@@ -227,6 +245,9 @@ pub fn replay(res: Response<Body>, body: &[u8], call: &Call) -> Option<Response<
     if !res.status().is_success() {
         return None;
     }
+    // Stored as the server sent it: compressed, when the agent asked so.
+    let body = crate::canonical::body::decode(res.headers(), body, REPLAY_LIMIT).ok()?;
+    let body: &[u8] = &body;
     let content_type = res
         .headers()
         .get(CONTENT_TYPE)
@@ -252,6 +273,7 @@ pub fn replay(res: Response<Body>, body: &[u8], call: &Call) -> Option<Response<
     };
     let (mut parts, _) = res.into_parts();
     parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(http::header::CONTENT_ENCODING);
     let res = Response::from_parts(parts, crate::upstream::full(rewritten));
     Some(with_session(res, call))
 }
@@ -403,6 +425,17 @@ mod tests {
             text.contains("id: 9\nevent: message\ndata: {\"id\":42,"),
             "{text}"
         );
+        // Stored compressed, as the agent's Accept-Encoding asked: decoded.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, json_body).unwrap();
+        let mut compressed = stored("application/json");
+        compressed.headers_mut().insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+        let (parts, bytes) = body(replay(compressed, &gz.finish().unwrap(), &new).unwrap());
+        assert!(!parts.headers.contains_key(http::header::CONTENT_ENCODING));
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap()["id"], 42);
         // Not a JSON-RPC response: no replay in the protocol's form.
         assert!(replay(stored("text/html"), b"<html>", &new).is_none());
         assert!(replay(stored("application/json"), b"{\"error\":\"x\"}", &new).is_none());

@@ -336,20 +336,29 @@ fn mcp_matches(
 ) -> bool {
     if automatic {
         crate::canonical::mcp::strict_tool_in(doc, headers)
-            .is_some_and(|name| tools.is_match(name) && json_matches(json, doc))
+            .is_some_and(|name| tools.is_match(name) && json_matches(json, doc, false))
     } else {
         crate::canonical::mcp::lenient_calls(doc)
-            .any(|(name, msg)| tools.is_match(name) && json_matches(json, msg))
+            .any(|(name, msg)| tools.is_match(name) && json_matches(json, msg, true))
             || (crate::canonical::mcp::header_tools(headers).any(|name| tools.is_match(name))
-                && json_matches(json, doc))
+                && json_matches(json, doc, true))
     }
 }
 
-fn json_matches(conditions: &[(String, GlobMatcher)], doc: &Value) -> bool {
+/// The `json` conditions on `doc`; `any_case` for review and deny rules,
+/// whose keys are read as a case-insensitive parser reads them too.
+fn json_matches(conditions: &[(String, GlobMatcher)], doc: &Value, any_case: bool) -> bool {
     conditions.iter().all(|(pointer, glob)| {
-        doc.pointer(pointer)
-            .is_some_and(|v| glob_matches(glob, json_text(v).as_bytes()))
+        json_at(doc, pointer, any_case).is_some_and(|v| glob_matches(glob, json_text(v).as_bytes()))
     })
+}
+
+fn json_at<'v>(doc: &'v Value, pointer: &str, any_case: bool) -> Option<&'v Value> {
+    match doc.pointer(pointer) {
+        Some(v) => Some(v),
+        None if any_case => crate::canonical::json::pointer_any_case(doc, pointer),
+        None => None,
+    }
 }
 
 impl RuleSet {
@@ -612,8 +621,13 @@ impl RuleSet {
                             JsonReading::Unread => return Decision::NeedBody,
                             JsonReading::Clear(doc) => {
                                 (rule.action != Action::Automatic
-                                    || crate::canonical::is_json_content_type(req.headers))
-                                    && json_matches(&compiled.json, doc)
+                                    || (crate::canonical::is_json_content_type(req.headers)
+                                        && crate::canonical::mcp::headers_agree(doc, req.headers)))
+                                    && json_matches(
+                                        &compiled.json,
+                                        doc,
+                                        rule.action != Action::Automatic,
+                                    )
                             }
                             JsonReading::Ambiguous(_) => rule.action != Action::Automatic,
                         };
@@ -832,10 +846,19 @@ fn examine(
                         .to_owned(),
                 );
             }
+            JsonReading::Clear(doc)
+                if rule.action == Action::Automatic
+                    && !crate::canonical::mcp::headers_agree(doc, facts.req.headers) =>
+            {
+                return fail(
+                    "the Mcp-Method or Mcp-Name header says other than the body, so the json conditions of an automatic rule fail"
+                        .to_owned(),
+                );
+            }
             JsonReading::Clear(doc) => doc,
         };
         for ((pointer, glob), (_, pattern)) in compiled.json.iter().zip(&rule.json) {
-            match doc.pointer(pointer).map(json_text) {
+            match json_at(doc, pointer, rule.action != Action::Automatic).map(json_text) {
                 None => return fail(format!("json {pointer:?} is absent (wanted {pattern:?})")),
                 Some(v) if glob_matches(glob, v.as_bytes()) => {
                     held.push(format!(
@@ -906,7 +929,7 @@ fn examine(
             .collect();
         let Some(&&(name, msg)) = named
             .iter()
-            .find(|(_, msg)| json_matches(&compiled.json, msg))
+            .find(|(_, msg)| json_matches(&compiled.json, msg, !automatic))
             .or(named.first())
         else {
             return fail(format!(
@@ -921,7 +944,7 @@ fn examine(
             rule.mcp_tools
         ));
         for ((pointer, glob), (_, pattern)) in compiled.json.iter().zip(&rule.json) {
-            match msg.pointer(pointer).map(json_text) {
+            match json_at(msg, pointer, !automatic).map(json_text) {
                 None => return fail(format!("json {pointer:?} is absent (wanted {pattern:?})")),
                 Some(v) if glob_matches(glob, v.as_bytes()) => held.push(format!(
                     "json {pointer:?} = {:?} matches {pattern:?}",
@@ -1819,6 +1842,16 @@ action = "automatic"
 host = ["mcp.example.com"]
 "#;
 
+    /// MCP_RULES behind an automatic `ping` rule reading `/method`.
+    fn set_with_plumbing() -> RuleSet {
+        set(
+            &format!(
+                "[[rule]]\nname = \"ping\"\naction = \"automatic\"\nhost = [\"mcp.example.com\"]\njson = {{ \"/method\" = \"ping\" }}\n{MCP_RULES}"
+            ),
+            Action::Review,
+        )
+    }
+
     fn call(name: &str, args: &str) -> Vec<u8> {
         format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"{name}","arguments":{args}}}}}"#).into_bytes()
     }
@@ -1932,6 +1965,38 @@ host = ["mcp.example.com"]
         assert_eq!(
             decided(&set, &named, BodyView::Read(get.as_bytes())),
             Some("mcp-reads")
+        );
+        // A json rule (the protocol's plumbing, say) passes no body whose
+        // Mcp-Method or Mcp-Name header says otherwise.
+        let plumbing = set_with_plumbing();
+        let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"name":"send_email","arguments":{"to":"a@b"}}}"#;
+        let plain =
+            req("POST", "mcp.example.com", "/mcp").header("content-type", "application/json");
+        assert_eq!(
+            decided(&plumbing, &plain, BodyView::Read(ping.as_bytes())),
+            Some("ping")
+        );
+        let lying = req("POST", "mcp.example.com", "/mcp")
+            .header("content-type", "application/json")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "send_email");
+        assert_eq!(
+            decided(&plumbing, &lying, BodyView::Read(ping.as_bytes())),
+            Some("mcp-send")
+        );
+        let honest = req("POST", "mcp.example.com", "/mcp")
+            .header("content-type", "application/json")
+            .header("mcp-method", "ping");
+        assert_eq!(
+            decided(&plumbing, &honest, BodyView::Read(ping.as_bytes())),
+            Some("ping")
+        );
+        // A key alone in another case is read as a case-insensitive
+        // parser reads it, by review and deny rules only.
+        let upper = call("send_email", r#"{"TO":"ana@client.example"}"#);
+        assert_eq!(
+            decided(&set, &post, BodyView::Read(&upper)),
+            Some("mcp-send")
         );
         // Without a JSON Content-Type an automatic rule does not read it.
         let plain = req("POST", "mcp.example.com", "/mcp");
