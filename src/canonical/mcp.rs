@@ -9,6 +9,9 @@
 //! so that no reading a server might take passes a reviewed tool unheld.
 //! This module only reads; it answers nothing and decides nothing.
 
+use std::borrow::Cow;
+
+use base64::Engine;
 use http::HeaderMap;
 use http::header::{ACCEPT, HeaderValue};
 use serde_json::Value;
@@ -49,13 +52,26 @@ pub fn strict_tool_in<'d>(doc: &'d Value, headers: &HeaderMap) -> Option<&'d str
 }
 
 /// Tool names in `Mcp-Name` headers: for review and deny rules, a call
-/// whatever the body says.
-pub fn header_tools(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// whatever the body says. Each value may list names with commas, and a
+/// name may come wrapped as `=?base64?…?=` (the revision's form for names
+/// a header cannot carry as they are).
+pub fn header_tools(headers: &HeaderMap) -> impl Iterator<Item = Cow<'_, str>> {
     headers
         .get_all(&NAME_HEADER)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
+        .flat_map(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            let names: Vec<String> = text.split(',').map(|n| n.trim().to_owned()).collect();
+            names
+        })
+        .map(|name| {
+            let decoded = name
+                .strip_prefix("=?base64?")
+                .and_then(|b| b.strip_suffix("?="))
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            Cow::Owned(decoded.unwrap_or(name))
+        })
 }
 
 /// Every tool call a server might run from `doc`, as its tool name and its
@@ -241,6 +257,16 @@ mod tests {
             ["get_me", "send_email"]
         );
         assert_eq!(lenient_calls(&json!({"a": 1})).count(), 0);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            &NAME_HEADER,
+            HeaderValue::from_static("get_me, =?base64?c2VuZF9lbWFpbA==?="),
+        );
+        headers.append(&NAME_HEADER, HeaderValue::from_static("x"));
+        assert_eq!(
+            header_tools(&headers).collect::<Vec<_>>(),
+            ["get_me", "send_email", "x"]
+        );
         // Alone, a key in another case is what a case-insensitive parser
         // reads (Go's encoding/json, with the long s folded to s).
         let folded = json!({"METHOD": "tools/call", "paramſ": {"NaMe": "delete_repository"}});

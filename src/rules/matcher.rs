@@ -340,7 +340,7 @@ fn mcp_matches(
     } else {
         crate::canonical::mcp::lenient_calls(doc)
             .any(|(name, msg)| tools.is_match(name) && json_matches(json, msg, true))
-            || (crate::canonical::mcp::header_tools(headers).any(|name| tools.is_match(name))
+            || (crate::canonical::mcp::header_tools(headers).any(|name| tools.is_match(&*name))
                 && json_matches(json, doc, true))
     }
 }
@@ -906,13 +906,14 @@ fn examine(
             }
             JsonReading::Clear(doc) => doc,
         };
-        let called: Vec<(&str, &Value)> = if automatic {
+        let called: Vec<(Cow<'_, str>, &Value)> = if automatic {
             crate::canonical::mcp::strict_tool_in(doc, facts.req.headers)
-                .map(|name| (name, doc))
+                .map(|name| (Cow::Borrowed(name), doc))
                 .into_iter()
                 .collect()
         } else {
             crate::canonical::mcp::lenient_calls(doc)
+                .map(|(n, m)| (Cow::Borrowed(n), m))
                 .chain(crate::canonical::mcp::header_tools(facts.req.headers).map(|n| (n, doc)))
                 .collect()
         };
@@ -923,11 +924,11 @@ fn examine(
                 "the body calls no MCP tool (tools/call)".to_owned()
             });
         }
-        let named: Vec<&(&str, &Value)> = called
+        let named: Vec<&(Cow<'_, str>, &Value)> = called
             .iter()
-            .filter(|(name, _)| tools.is_match(name))
+            .filter(|(name, _)| tools.is_match(&**name))
             .collect();
-        let Some(&&(name, msg)) = named
+        let Some(&&(ref name, msg)) = named
             .iter()
             .find(|(_, msg)| json_matches(&compiled.json, msg, !automatic))
             .or(named.first())
