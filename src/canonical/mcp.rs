@@ -217,10 +217,24 @@ pub fn identity(body: &[u8]) -> Option<Vec<u8>> {
     if let Some(Value::Object(params)) = msg.get_mut("params") {
         params.remove("_meta");
     }
+    // Numbers as parsed are exact only as integers: two calls whose
+    // decimals differ past what a float keeps are not one call.
+    if has_float(&doc) {
+        return None;
+    }
     // serde_json's maps are ordered by key: one text for one call.
     let mut out = b"mcp tools/call ".to_vec();
     serde_json::to_writer(&mut out, &doc).ok()?;
     Some(out)
+}
+
+fn has_float(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -314,5 +328,13 @@ mod tests {
             None
         );
         assert_eq!(identity(b"not json"), None);
+        // Decimals a float cannot tell apart: no identity, the bytes decide.
+        let amount = |a: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"pay","arguments":{{"amount":{a}}}}}}}"#
+            )
+        };
+        assert_eq!(identity(amount("0.10000000000000000001").as_bytes()), None);
+        assert!(identity(amount("12").as_bytes()).is_some());
     }
 }

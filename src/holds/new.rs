@@ -63,6 +63,7 @@ impl NewHold {
             &self.method,
             &self.url,
             self.identity.as_deref().unwrap_or(body),
+            self.identity.is_some(),
         );
         Hold {
             id: uuid::Uuid::now_v7().to_string(),
@@ -107,8 +108,16 @@ impl NewHold {
 
 /// SHA-256 (hex) over agent identity, method, URL and body, each but the
 /// last length-prefixed: what makes two requests identical retries.
-fn fingerprint(agent: &str, method: &str, url: &str, body: &[u8]) -> String {
+/// `identity` says `body` is what retries are judged by instead of the
+/// bytes (an MCP call's identity): hashed in its own domain, so that no
+/// body's bytes can stand for it.
+fn fingerprint(agent: &str, method: &str, url: &str, body: &[u8], identity: bool) -> String {
     let mut h = Sha256::new();
+    if identity {
+        // A byte no plain fingerprint starts with: those begin with the
+        // agent's length, whose first byte is 0 for any name a request carries.
+        h.update([0xff]);
+    }
     for part in [agent.as_bytes(), method.as_bytes(), url.as_bytes()] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);

@@ -296,39 +296,33 @@ fn set_id(message: &mut Value, id: &Value) -> bool {
 /// when no event carries a response.
 fn replay_events(body: &[u8], id: &Value) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
+    // Lines end at CRLF, LF or CR; events at a blank line. An event the
+    // stream did not finish is not one (a stored body cut short).
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut blocks: Vec<&str> = text.split("\n\n").collect();
+    if !text.ends_with("\n\n") {
+        blocks.pop();
+    }
     let mut out = String::with_capacity(text.len());
-    let mut responses = 0;
-    // Events end at a blank line; a field line is `name: value`.
-    for block in text.replace("\r\n", "\n").split("\n\n") {
-        if block.is_empty() {
-            continue;
-        }
+    // Only the responses: the old call's progress, and any request its
+    // server made of that session's client, are no answer to this call.
+    for block in blocks {
         let data: Vec<&str> = block
             .lines()
             .filter_map(|l| l.strip_prefix("data:"))
             .map(|d| d.strip_prefix(' ').unwrap_or(d))
             .collect();
-        let mut message: Option<Value> = serde_json::from_str(&data.join("\n")).ok();
-        let response = message.as_mut().is_some_and(|m| set_id(m, id));
-        match message {
-            Some(m) if response => {
-                responses += 1;
-                for line in block.lines().filter(|l| !l.starts_with("data:")) {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-                out.push_str("data: ");
-                out.push_str(&serde_json::to_string(&m).ok()?);
-                out.push('\n');
-            }
-            _ => {
-                out.push_str(block);
-                out.push('\n');
-            }
+        let Ok(mut message) = serde_json::from_str::<Value>(&data.join("\n")) else {
+            continue;
+        };
+        if !set_id(&mut message, id) {
+            continue;
         }
-        out.push('\n');
+        out.push_str("event: message\ndata: ");
+        out.push_str(&serde_json::to_string(&message).ok()?);
+        out.push_str("\n\n");
     }
-    (responses > 0).then(|| out.into_bytes())
+    (!out.is_empty()).then(|| out.into_bytes())
 }
 
 /// What the reviewer's card and the model read: an answer's status, as the
@@ -417,14 +411,14 @@ mod tests {
         let sse = "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":3,\"progress\":1}}\r\n\r\nid: 9\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":[]}}\r\n\r\n";
         let (_, bytes) = body(replay(stored("text/event-stream"), sse.as_bytes(), &new).unwrap());
         let text = String::from_utf8(bytes).unwrap();
-        assert!(
-            text.contains("\"progressToken\":3"),
-            "notifications stay as they were: {text}"
+        assert_eq!(
+            text,
+            "event: message\ndata: {\"id\":42,\"jsonrpc\":\"2.0\",\"result\":{\"content\":[]}}\n\n",
+            "only the response, under the new id"
         );
-        assert!(
-            text.contains("id: 9\nevent: message\ndata: {\"id\":42,"),
-            "{text}"
-        );
+        // A response the stream never finished is not replayed.
+        let cut = &sse[..sse.len() - 4];
+        assert!(replay(stored("text/event-stream"), cut.as_bytes(), &new).is_none());
         // Stored compressed, as the agent's Accept-Encoding asked: decoded.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, json_body).unwrap();
