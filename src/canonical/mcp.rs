@@ -21,9 +21,6 @@ pub const TOOLS_CALL: &str = "tools/call";
 
 /// The session header of stateful streamable HTTP.
 pub static SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
-/// The protocol revision a client speaks, on every request after `initialize`.
-pub static PROTOCOL_VERSION: http::HeaderName =
-    http::HeaderName::from_static("mcp-protocol-version");
 
 /// The tool an automatic rule may see called: one JSON-RPC 2.0 request
 /// object whose method is exactly `tools/call`, with a string
@@ -42,14 +39,6 @@ pub fn strict_tool(doc: &Value) -> Option<&str> {
 /// (`Mcp-Method`, `Mcp-Name`), which a server or gateway may route by.
 pub static METHOD_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-method");
 pub static NAME_HEADER: http::HeaderName = http::HeaderName::from_static("mcp-name");
-
-/// The tool an automatic rule may see called, the headers considered: the
-/// body's call, when every `Mcp-Method` says `tools/call` and every
-/// `Mcp-Name` names the same tool.
-pub fn strict_tool_in<'d>(doc: &'d Value, headers: &HeaderMap) -> Option<&'d str> {
-    let name = strict_tool(doc)?;
-    headers_agree(doc, headers).then_some(name)
-}
 
 /// Tool names in `Mcp-Name` headers: for review and deny rules, a call
 /// whatever the body says. Each value may list names with commas, and a
@@ -137,25 +126,21 @@ pub fn is_empty(body: &[u8]) -> bool {
 pub struct Call {
     /// The JSON-RPC id, which every answer to this call must carry.
     pub id: Value,
-    pub tool: String,
     /// `params._meta.progressToken`: the client takes progress for it.
     pub progress_token: Option<Value>,
     /// The client accepts an event stream in answer.
     pub accepts_sse: bool,
     /// ... and only that: JSON it would refuse.
     pub sse_only: bool,
-    /// `MCP-Protocol-Version`, when sent.
-    pub protocol: Option<String>,
     /// `Mcp-Session-Id`, when sent.
     pub session: Option<HeaderValue>,
 }
 
-/// The call in a request with these headers and decoded body, when the body
-/// is one unambiguous JSON-RPC 2.0 `tools/call` request.
-pub fn call(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
-    let parsed = super::json::parse(body);
-    let doc = parsed.unambiguous()?;
-    let tool = strict_tool(doc)?.to_owned();
+/// The call in a request with these headers, when its body (read with one
+/// reading, [`super::json::Parsed::unambiguous`]) is one JSON-RPC 2.0
+/// `tools/call` request.
+pub fn call(headers: &HeaderMap, doc: &Value) -> Option<Call> {
+    strict_tool(doc)?;
     let id = doc.get("id")?.clone();
     if !matches!(id, Value::String(_) | Value::Number(_)) {
         return None;
@@ -167,14 +152,9 @@ pub fn call(headers: &HeaderMap, body: &[u8]) -> Option<Call> {
     let (json, sse) = accepted(headers);
     Some(Call {
         id,
-        tool,
         progress_token,
         accepts_sse: sse,
         sse_only: sse && !json,
-        protocol: headers
-            .get(&PROTOCOL_VERSION)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().to_owned()),
         session: headers.get(&SESSION_ID).cloned(),
     })
 }
@@ -204,12 +184,10 @@ fn accepted(headers: &HeaderMap) -> (bool, bool) {
 }
 
 /// What identical retries of a tool call are judged by: the call without
-/// its JSON-RPC `id` and `params._meta`, keys in one order. `None` when the
-/// body is not one unambiguous `tools/call` request: it is then judged by
-/// its bytes.
-pub fn identity(body: &[u8]) -> Option<Vec<u8>> {
-    let parsed = super::json::parse(body);
-    let doc = parsed.unambiguous()?;
+/// its JSON-RPC `id` and `params._meta`, keys in one order. `None` when
+/// `doc` (the body's one reading) is not one `tools/call` request: it is
+/// then judged by its bytes.
+pub fn identity(doc: &Value) -> Option<Vec<u8>> {
     strict_tool(doc)?;
     let mut doc = doc.clone();
     let msg = doc.as_object_mut()?;
@@ -241,6 +219,17 @@ fn has_float(v: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn doc(body: &[u8]) -> Value {
+        super::super::json::parse(body)
+            .unambiguous()
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn identity(body: &[u8]) -> Option<Vec<u8>> {
+        super::identity(&doc(body))
+    }
 
     #[test]
     fn strictly_one_request_of_exactly_tools_call() {
@@ -295,24 +284,25 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         headers.insert(&SESSION_ID, HeaderValue::from_static("s-1"));
-        headers.insert(&PROTOCOL_VERSION, HeaderValue::from_static("2025-06-18"));
+        headers.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2025-06-18"),
+        );
         let body = br#"{"jsonrpc":"2.0","id":"a7","method":"tools/call","params":{"name":"send_email","arguments":{"to":"x"},"_meta":{"progressToken":5}}}"#;
-        let call = call(&headers, body).unwrap();
+        let call = call(&headers, &doc(body)).unwrap();
         assert_eq!(call.id, json!("a7"));
-        assert_eq!(call.tool, "send_email");
         assert_eq!(call.progress_token, Some(json!(5)));
         assert!(call.sse_only && call.accepts_sse);
-        assert_eq!(call.protocol.as_deref(), Some("2025-06-18"));
         assert_eq!(call.session.unwrap(), "s-1");
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        let call2 = super::call(&headers, body).unwrap();
+        let call2 = super::call(&headers, &doc(body)).unwrap();
         assert!(call2.accepts_sse && !call2.sse_only);
         // Two readings of one body: not a call airlock answers as one.
         let dup = br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"tools/call","params":{"name":"x"}}"#;
-        assert_eq!(super::call(&headers, dup), None);
+        assert_eq!(super::call(&headers, &doc(dup)), None);
     }
 
     #[test]

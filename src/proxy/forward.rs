@@ -148,7 +148,11 @@ async fn classify_and_send<'r>(
             let call = read
                 .as_ref()
                 .and_then(|(_, decoded)| decoded.as_deref())
-                .and_then(|d| crate::canonical::mcp::call(&parts.headers, d));
+                .and_then(|d| {
+                    crate::canonical::json::parse(d)
+                        .unambiguous()
+                        .and_then(|doc| crate::canonical::mcp::call(&parts.headers, doc))
+                });
             return Ok(match call {
                 Some(call) => super::mcp::answer(
                     &call,

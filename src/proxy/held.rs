@@ -84,12 +84,14 @@ pub async fn hold(
         target.authority,
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
+    // The body read once, for the summary and for what an MCP call needs.
+    let parsed = decoded.map(crate::canonical::json::parse);
     let summary = {
         let view = target.view(&parts);
         match rule.and_then(|r| r.summary.as_ref()) {
             Some(s) => {
-                let json = decoded.and_then(|d| crate::canonical::json::parse(d).value);
-                let read = rule.zip(json.as_ref()).map(|(r, doc)| r.summary_value(doc));
+                let json = parsed.as_ref().and_then(|p| p.value.as_ref());
+                let read = rule.zip(json).map(|(r, doc)| r.summary_value(doc));
                 s.render(&view, read)
             }
             None => format!("{} {}{}", view.method, view.host, view.path),
@@ -97,10 +99,13 @@ pub async fn hold(
     };
     // An MCP tool call is answered in MCP's form, and judged as a retry
     // without its JSON-RPC id.
-    let call = decoded.and_then(|d| crate::canonical::mcp::call(&parts.headers, d));
+    let doc = parsed
+        .as_ref()
+        .and_then(crate::canonical::json::Parsed::unambiguous);
+    let call = doc.and_then(|d| crate::canonical::mcp::call(&parts.headers, d));
     let identity = call
         .as_ref()
-        .and(decoded)
+        .and(doc)
         .and_then(crate::canonical::mcp::identity);
     let max_wait = rule
         .and_then(|r| r.max_wait)

@@ -353,7 +353,7 @@ mod tests {
         }
         crate::canonical::mcp::call(
             &headers,
-            br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"send_email"}}"#,
+            &json!({"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"send_email"}}),
         )
         .unwrap()
     }

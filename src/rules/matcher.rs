@@ -324,7 +324,8 @@ fn headers_match(
 }
 
 /// Whether `doc` calls a tool in `tools` meeting the `json` conditions:
-/// strictly for automatic rules (one call, the conditions on it); for the
+/// strictly for automatic rules (one call, the conditions on it; the
+/// headers were found to agree by [`plainly_json`]); for the
 /// others, any call a server might run, the conditions read against that
 /// call's own message, so a batch cannot hide one ([`crate::canonical::mcp`]).
 fn mcp_matches(
@@ -335,7 +336,7 @@ fn mcp_matches(
     automatic: bool,
 ) -> bool {
     if automatic {
-        crate::canonical::mcp::strict_tool_in(doc, headers)
+        crate::canonical::mcp::strict_tool(doc)
             .is_some_and(|name| tools.is_match(name) && json_matches(json, doc, false))
     } else {
         crate::canonical::mcp::lenient_calls(doc)
@@ -343,6 +344,14 @@ fn mcp_matches(
             || (crate::canonical::mcp::header_tools(headers).any(|name| tools.is_match(&*name))
                 && json_matches(json, doc, true))
     }
+}
+
+/// Whether an automatic rule may read `doc` at all: one `Content-Type`
+/// that says JSON, and no `Mcp-Method` or `Mcp-Name` header saying other
+/// than the body (a gateway may route by those).
+fn plainly_json(headers: &http::HeaderMap, doc: &Value) -> bool {
+    crate::canonical::is_json_content_type(headers)
+        && crate::canonical::mcp::headers_agree(doc, headers)
 }
 
 /// The `json` conditions on `doc`; `any_case` for review and deny rules,
@@ -616,40 +625,28 @@ impl RuleSet {
                     {
                         continue;
                     }
-                    if !compiled.json.is_empty() && compiled.mcp.is_none() {
-                        let holds = match json.reading() {
-                            JsonReading::Unread => return Decision::NeedBody,
-                            JsonReading::Clear(doc) => {
-                                (rule.action != Action::Automatic
-                                    || (crate::canonical::is_json_content_type(req.headers)
-                                        && crate::canonical::mcp::headers_agree(doc, req.headers)))
-                                    && json_matches(
-                                        &compiled.json,
-                                        doc,
-                                        rule.action != Action::Automatic,
-                                    )
-                            }
-                            JsonReading::Ambiguous(_) => rule.action != Action::Automatic,
-                        };
-                        if !holds {
-                            continue;
-                        }
-                    }
-                    if let Some(tools) = &compiled.mcp {
+                    if !compiled.json.is_empty() || compiled.mcp.is_some() {
                         let automatic = rule.action == Action::Automatic;
-                        let holds = match json.mcp_reading() {
+                        let reading = match compiled.mcp {
+                            Some(_) => json.mcp_reading(),
+                            None => json.reading(),
+                        };
+                        let holds = match reading {
                             JsonReading::Unread => return Decision::NeedBody,
-                            JsonReading::Clear(doc) => {
-                                (!automatic || crate::canonical::is_json_content_type(req.headers))
-                                    && mcp_matches(
-                                        tools,
-                                        &compiled.json,
-                                        doc,
-                                        req.headers,
-                                        automatic,
-                                    )
-                            }
                             JsonReading::Ambiguous(_) => !automatic,
+                            JsonReading::Clear(doc) => {
+                                (!automatic || plainly_json(req.headers, doc))
+                                    && match &compiled.mcp {
+                                        Some(tools) => mcp_matches(
+                                            tools,
+                                            &compiled.json,
+                                            doc,
+                                            req.headers,
+                                            automatic,
+                                        ),
+                                        None => json_matches(&compiled.json, doc, !automatic),
+                                    }
+                            }
                         };
                         if !holds {
                             continue;
@@ -814,84 +811,39 @@ fn examine(
             }
         }
     }
-    if !compiled.json.is_empty() && compiled.mcp.is_none() {
-        let doc = match json.reading() {
-            JsonReading::Unread => {
-                return Err(Failure::BodyUnread(format!(
-                    "json {:?} needs the request body, and none was given",
-                    rule.json
-                        .iter()
-                        .map(|(p, _)| p.as_str())
-                        .collect::<Vec<_>>()
-                )));
-            }
-            JsonReading::Ambiguous(why) if rule.action == Action::Automatic => {
-                return fail(format!(
-                    "{why}, so the json conditions of an automatic rule fail"
-                ));
-            }
-            JsonReading::Ambiguous(why) => {
-                held.push(format!(
-                    "{why}, so the json conditions of a {} rule hold",
-                    rule.action
-                ));
-                return Ok(held);
-            }
-            JsonReading::Clear(_)
-                if rule.action == Action::Automatic
-                    && !crate::canonical::is_json_content_type(facts.req.headers) =>
-            {
-                return fail(
-                    "Content-Type does not say plainly that the body is JSON, so the json conditions of an automatic rule fail"
-                        .to_owned(),
-                );
-            }
-            JsonReading::Clear(doc)
-                if rule.action == Action::Automatic
-                    && !crate::canonical::mcp::headers_agree(doc, facts.req.headers) =>
-            {
-                return fail(
-                    "the Mcp-Method or Mcp-Name header says other than the body, so the json conditions of an automatic rule fail"
-                        .to_owned(),
-                );
-            }
-            JsonReading::Clear(doc) => doc,
-        };
-        for ((pointer, glob), (_, pattern)) in compiled.json.iter().zip(&rule.json) {
-            match json_at(doc, pointer, rule.action != Action::Automatic).map(json_text) {
-                None => return fail(format!("json {pointer:?} is absent (wanted {pattern:?})")),
-                Some(v) if glob_matches(glob, v.as_bytes()) => {
-                    held.push(format!(
-                        "json {pointer:?} = {:?} matches {pattern:?}",
-                        bounded(&v)
-                    ));
-                }
-                Some(v) => {
-                    return fail(format!(
-                        "json {pointer:?} = {:?} does not match {pattern:?}",
-                        bounded(&v)
-                    ));
-                }
-            }
-        }
-    }
-    if let Some(tools) = &compiled.mcp {
+    if !compiled.json.is_empty() || compiled.mcp.is_some() {
         let automatic = rule.action == Action::Automatic;
-        let doc = match json.mcp_reading() {
+        let (reading, what, fails, holds) = match compiled.mcp {
+            Some(_) => (
+                json.mcp_reading(),
+                "the mcp_tool condition",
+                "fails",
+                "holds",
+            ),
+            None => (json.reading(), "the json conditions", "fail", "hold"),
+        };
+        let doc = match reading {
             JsonReading::Unread => {
+                let wanted = match compiled.mcp {
+                    Some(_) => format!("mcp_tool {:?}", rule.mcp_tools),
+                    None => format!(
+                        "json {:?}",
+                        rule.json
+                            .iter()
+                            .map(|(p, _)| p.as_str())
+                            .collect::<Vec<_>>()
+                    ),
+                };
                 return Err(Failure::BodyUnread(format!(
-                    "mcp_tool {:?} needs the request body, and none was given",
-                    rule.mcp_tools
+                    "{wanted} needs the request body, and none was given"
                 )));
             }
             JsonReading::Ambiguous(why) if automatic => {
-                return fail(format!(
-                    "{why}, so the mcp_tool condition of an automatic rule fails"
-                ));
+                return fail(format!("{why}, so {what} of an automatic rule {fails}"));
             }
             JsonReading::Ambiguous(why) => {
                 held.push(format!(
-                    "{why}, so the mcp_tool condition of a {} rule holds",
+                    "{why}, so {what} of a {} rule {holds}",
                     rule.action
                 ));
                 return Ok(held);
@@ -899,51 +851,68 @@ fn examine(
             JsonReading::Clear(_)
                 if automatic && !crate::canonical::is_json_content_type(facts.req.headers) =>
             {
-                return fail(
-                    "Content-Type does not say plainly that the body is JSON, so the mcp_tool condition of an automatic rule fails"
-                        .to_owned(),
-                );
+                return fail(format!(
+                    "Content-Type does not say plainly that the body is JSON, so {what} of an automatic rule {fails}"
+                ));
+            }
+            JsonReading::Clear(doc)
+                if automatic && !crate::canonical::mcp::headers_agree(doc, facts.req.headers) =>
+            {
+                return fail(format!(
+                    "the Mcp-Method or Mcp-Name header says other than the body, so {what} of an automatic rule {fails}"
+                ));
             }
             JsonReading::Clear(doc) => doc,
         };
-        let called: Vec<(Cow<'_, str>, &Value)> = if automatic {
-            crate::canonical::mcp::strict_tool_in(doc, facts.req.headers)
-                .map(|name| (Cow::Borrowed(name), doc))
-                .into_iter()
-                .collect()
-        } else {
-            crate::canonical::mcp::lenient_calls(doc)
-                .map(|(n, m)| (Cow::Borrowed(n), m))
-                .chain(crate::canonical::mcp::header_tools(facts.req.headers).map(|n| (n, doc)))
-                .collect()
+        // The message the json conditions read: the body, or the tool call
+        // in it the rule names.
+        let msg = match &compiled.mcp {
+            None => doc,
+            Some(tools) => {
+                let called: Vec<(Cow<'_, str>, &Value)> = if automatic {
+                    crate::canonical::mcp::strict_tool(doc)
+                        .map(|name| (Cow::Borrowed(name), doc))
+                        .into_iter()
+                        .collect()
+                } else {
+                    crate::canonical::mcp::lenient_calls(doc)
+                        .map(|(n, m)| (Cow::Borrowed(n), m))
+                        .chain(
+                            crate::canonical::mcp::header_tools(facts.req.headers)
+                                .map(|n| (n, doc)),
+                        )
+                        .collect()
+                };
+                if called.is_empty() {
+                    return fail(if automatic {
+                        "the body is not one JSON-RPC 2.0 tools/call request".to_owned()
+                    } else {
+                        "the body calls no MCP tool (tools/call)".to_owned()
+                    });
+                }
+                let named: Vec<&(Cow<'_, str>, &Value)> = called
+                    .iter()
+                    .filter(|(name, _)| tools.is_match(&**name))
+                    .collect();
+                let Some(&&(ref name, msg)) = named
+                    .iter()
+                    .find(|(_, msg)| json_matches(&compiled.json, msg, !automatic))
+                    .or(named.first())
+                else {
+                    return fail(format!(
+                        "MCP tool {:?} does not match mcp_tool {:?}",
+                        called.iter().map(|(n, _)| bounded(n)).collect::<Vec<_>>(),
+                        rule.mcp_tools
+                    ));
+                };
+                held.push(format!(
+                    "MCP tools/call of {:?} matches mcp_tool {:?}",
+                    bounded(name),
+                    rule.mcp_tools
+                ));
+                msg
+            }
         };
-        if called.is_empty() {
-            return fail(if automatic {
-                "the body is not one JSON-RPC 2.0 tools/call request whose Mcp-Method and Mcp-Name headers, if any, agree".to_owned()
-            } else {
-                "the body calls no MCP tool (tools/call)".to_owned()
-            });
-        }
-        let named: Vec<&(Cow<'_, str>, &Value)> = called
-            .iter()
-            .filter(|(name, _)| tools.is_match(&**name))
-            .collect();
-        let Some(&&(ref name, msg)) = named
-            .iter()
-            .find(|(_, msg)| json_matches(&compiled.json, msg, !automatic))
-            .or(named.first())
-        else {
-            return fail(format!(
-                "MCP tool {:?} does not match mcp_tool {:?}",
-                called.iter().map(|(n, _)| bounded(n)).collect::<Vec<_>>(),
-                rule.mcp_tools
-            ));
-        };
-        held.push(format!(
-            "MCP tools/call of {:?} matches mcp_tool {:?}",
-            bounded(name),
-            rule.mcp_tools
-        ));
         for ((pointer, glob), (_, pattern)) in compiled.json.iter().zip(&rule.json) {
             match json_at(msg, pointer, !automatic).map(json_text) {
                 None => return fail(format!("json {pointer:?} is absent (wanted {pattern:?})")),
