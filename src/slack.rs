@@ -287,9 +287,11 @@ pub fn message(hold: &Hold, public_url: &str) -> Value {
             "elements": [ { "type": "mrkdwn", "text": text } ]
         })),
     }
+    // The notification's own text is mrkdwn too: the agent's words in it
+    // mention nobody and link nowhere.
     let text = match outcome {
-        None => format!("Review needed: {}", hold.summary),
-        Some(o) => format!("{}: {o}", hold.summary),
+        None => format!("Review needed: {}", escape(&hold.summary)),
+        Some(o) => format!("{}: {o}", escape(&hold.summary)),
     };
     json!({ "text": text, "blocks": blocks })
 }
@@ -324,6 +326,36 @@ mod tests {
     const DOC_TS: &str = "1531420618";
     const DOC_BODY: &str = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
     const DOC_SIG: &str = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    #[test]
+    fn the_agents_words_are_text_wherever_the_message_shows_them() {
+        let mut hold: Hold = serde_json::from_value(json!({
+            "id": "0", "state": "pending", "rule": "r", "label": "l",
+            "summary": "<!channel> <https://evil.example|Approve> & more",
+            "agent": "a", "trigger": "t", "method": "POST", "url": "https://h/", "headers": [],
+            "body_size": 0, "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-01T01:00:00Z", "status_token": "x", "fingerprint": "f",
+            "secret_headers": [], "edited": false, "sending": false, "replayed": false,
+            "max_wait_secs": 0,
+        }))
+        .unwrap();
+        let escaped = "&lt;!channel&gt; &lt;https://evil.example|Approve&gt; &amp; more";
+        for state in [State::Pending, State::Expired] {
+            hold.state = state;
+            let m = message(&hold, "http://review");
+            let text = m["text"].as_str().unwrap();
+            assert!(
+                text.contains(escaped) && !text.contains("<!channel>"),
+                "{text}"
+            );
+            assert!(
+                m["blocks"][0]["text"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains(escaped)
+            );
+        }
+    }
 
     #[test]
     fn the_signature_is_slacks_worked_example() {

@@ -600,8 +600,10 @@ impl Notifier {
                 let Some(channel) = slack.channel_for(&hold) else {
                     return Ok(());
                 };
-                // Posted already (an attempt that crashed after Slack took it).
-                if posted.iter().any(|m| m.channel == channel) {
+                // Posted already (an attempt that crashed after Slack took
+                // it). A hold is posted once, and Slack answers with the
+                // channel's id, which a configured `#name` never equals.
+                if !posted.is_empty() {
                     return Ok(());
                 }
                 let mut body = message;
