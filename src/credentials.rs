@@ -218,8 +218,17 @@ impl Credentials {
 
     /// The credential for `host` (lower case, no port), if any: the first
     /// configured one that matches.
+    /// The credential for `host`, read as the rules read hosts (any case,
+    /// one trailing dot dropped), whoever asks.
     fn find(&self, host: &str) -> Option<&Credential> {
-        self.list.iter().find(|c| c.matcher.is_match(host))
+        if self.list.is_empty() {
+            return None;
+        }
+        let folded = crate::rules::Folded::host(host);
+        let candidate = globset::Candidate::from_bytes(folded.as_bytes());
+        self.list
+            .iter()
+            .find(|c| c.matcher.is_match_candidate(&candidate))
     }
 
     /// Whether a credential applies to `host`: such a host is always
@@ -312,7 +321,13 @@ mod tests {
         assert_eq!(headers["authorization"], "Bearer second");
         assert_eq!(creds.apply("other.test", true, &mut headers), Ok(Some("b")));
         assert_eq!(creds.apply("example.org", true, &mut headers), Ok(None));
-        assert!(creds.covers("API.example.com".to_ascii_lowercase().as_str()));
+        // Hosts are read as the rules read them: any case, one trailing dot.
+        assert!(creds.covers("API.example.com"));
+        assert!(creds.covers("api.EXAMPLE.com."));
+        assert!(matches!(
+            creds.apply("API.example.com.", false, &mut headers),
+            Err(CredentialError::Plaintext { .. })
+        ));
         assert!(matches!(
             creds.apply("api.example.com", false, &mut headers),
             Err(CredentialError::Plaintext { .. })

@@ -34,11 +34,12 @@ use super::{Action, BodyView, ConnectDecision, Decision, RequestView, Rule, Rule
 mod explain;
 mod index;
 mod path;
+pub(crate) use path::Folded;
 
 use index::{
     FieldIndex, PathIndex, PathPruning, compile_error, has_bit, rule_path_glob, with_scratch,
 };
-use path::{Folded, RequestPath};
+use path::RequestPath;
 
 pub use explain::Explanation;
 

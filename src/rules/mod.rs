@@ -25,8 +25,8 @@ use crate::window::Window;
 
 pub use fronting::FrontingRisk;
 pub use load::{load_dir, parse_file};
-pub(crate) use matcher::host_glob;
 pub use matcher::{Explanation, RuleSet};
+pub(crate) use matcher::{Folded, host_glob};
 pub use summary::Summary;
 
 /// The cap on `Prefer: wait` (and on `wait`) of a rule without `max_wait`.

@@ -18,13 +18,13 @@ use crate::rules::{Action, Rule};
     clippy::large_enum_variant,
     reason = "built on the stack for one decision; boxing the buffer would be the allocation it avoids"
 )]
-pub(super) enum Folded {
+pub(crate) enum Folded {
     Inline([u8; 255], usize),
     Heap(Vec<u8>),
 }
 
 impl Folded {
-    pub(super) fn host(host: &str) -> Folded {
+    pub(crate) fn host(host: &str) -> Folded {
         Folded::new(host.strip_suffix('.').unwrap_or(host))
     }
 
@@ -41,7 +41,7 @@ impl Folded {
         }
     }
 
-    pub(super) fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Folded::Inline(buf, len) => buf.get(..*len).unwrap_or_default(),
             Folded::Heap(v) => v,
